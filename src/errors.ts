@@ -1,0 +1,67 @@
+/**
+ * The one error vocabulary of callsync.
+ *
+ * Every error that crosses a module boundary is a `CallsyncError` with a stable `code`
+ * (SCREAMING_SNAKE, safe to match on and to put in metrics labels) and a `retryable` flag
+ * decided where the error arises: the machines' retry guards read only that flag, never
+ * HTTP statuses or SDK classes.
+ */
+
+export interface CallsyncErrorOptions {
+  /** True when repeating the same request later may succeed (timeouts, 429, 5xx, network). */
+  retryable: boolean;
+  /** Server-requested wait before the next attempt (HTTP `Retry-After`), in milliseconds. */
+  retryAfterMs?: number | undefined;
+  /** HTTP status of the answer that caused the error, when there was one. */
+  status?: number | undefined;
+  /** Extra, JSON-safe facts for logs and the call record (for example the CRM's answer). */
+  details?: Record<string, unknown> | undefined;
+  cause?: unknown;
+}
+
+export class CallsyncError extends Error {
+  readonly code: string;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly status: number | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: string, message: string, options: CallsyncErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = options.retryable;
+    this.retryAfterMs = options.retryAfterMs;
+    this.status = options.status;
+    this.details = options.details;
+  }
+}
+
+/**
+ * A JSON-safe description of an error, the form errors take inside persisted actor
+ * snapshots, call records and typed events (an `Error` instance would not survive JSON).
+ */
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  retryable: boolean;
+  retryAfterMs?: number;
+  status?: number;
+  details?: Record<string, unknown>;
+}
+
+/** Describes any thrown value; unknown errors are treated as retryable (a bug should not drop a call). */
+export function toErrorInfo(error: unknown): ErrorInfo {
+  if (error instanceof CallsyncError) {
+    return {
+      code: error.code,
+      message: error.message,
+      retryable: error.retryable,
+      ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+      ...(error.status === undefined ? {} : { status: error.status }),
+      ...(error.details === undefined ? {} : { details: error.details }),
+    };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: 'UNEXPECTED_ERROR', message, retryable: true };
+}
