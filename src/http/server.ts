@@ -1,0 +1,213 @@
+/**
+ * The HTTP API of shared/api-contract.md, on fastify. Builds the app and opens no port (the
+ * caller listens), so tests drive it with `app.inject()` or a real socket alike.
+ *
+ * Policies:
+ * - Errors are `{"error": "<CODE>", "message": "…", "details"?}`; invalid bodies are 400 and
+ *   name the field; bodies over 1 MiB are 413; unknown calls 404.
+ * - `/v1/*` requires `Authorization: Bearer <CALLSYNC_INGEST_TOKEN>` when a token is set
+ *   (compared in constant time). Health, metrics and the LiveKit webhook do not: the webhook
+ *   carries its own signature, verified over the raw body before anything changes.
+ * - While draining, new calls are refused with 503 so the agent's reporter retries elsewhere
+ *   or later; events for calls already accepted are still taken.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { CallsyncError } from '../errors.ts';
+import {
+  createCallBody,
+  describeIssue,
+  endCallBody,
+  leadBody,
+  listCallsQuery,
+  transcriptBody,
+  type CreateCallBody,
+  type EndCallBody,
+  type LeadBody,
+  type TranscriptBody,
+} from './schemas.ts';
+
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+/** What the HTTP layer needs from the supervisor. */
+export interface CallApi {
+  /** True once the store is open and recovery has run. */
+  isReady(): boolean;
+  /** False while draining: new calls are refused. */
+  isAccepting(): boolean;
+  createCall(body: CreateCallBody): Promise<{ created: boolean; callId: string; state: string }>;
+  addTranscript(callId: string, body: TranscriptBody): Promise<void>;
+  linkLead(callId: string, body: LeadBody): Promise<void>;
+  endCall(callId: string, body: EndCallBody): Promise<void>;
+  retryCall(callId: string): Promise<void>;
+  getCall(callId: string): Promise<unknown>;
+  listCalls(query: { state?: string | undefined; limit?: number | undefined }): Promise<unknown[]>;
+  handleWebhook(rawBody: string, authorization: string | undefined): Promise<void>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+}
+
+export interface HttpServerOptions {
+  api: CallApi;
+  logger: Logger;
+  ingestToken?: string | undefined;
+}
+
+/** HTTP status for each error code the API answers with; anything else is a 500. */
+const STATUS_BY_CODE: Record<string, number> = {
+  INVALID_BODY: 400,
+  INVALID_QUERY: 400,
+  UNAUTHORIZED: 401,
+  WEBHOOK_UNAUTHORIZED: 401,
+  CALL_NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  CALL_NOT_RETRYABLE: 409,
+  CALL_ALREADY_ENDED: 409,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  DRAINING: 503,
+  NOT_READY: 503,
+};
+
+export class ApiError extends CallsyncError {
+  constructor(code: string, message: string, details?: Record<string, unknown>) {
+    super(code, message, { retryable: code === 'DRAINING' || code === 'NOT_READY', details });
+  }
+}
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, code = 'INVALID_BODY'): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const { field, message } = describeIssue(result.error);
+    throw new ApiError(code, message, { field, issues: result.error.issues.slice(0, 10) });
+  }
+  return result.data;
+}
+
+function tokenMatches(expected: string, header: string | undefined): boolean {
+  const presented = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
+  const a = Buffer.from(expected);
+  const b = Buffer.from(presented);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function sendError(reply: FastifyReply, status: number, code: string, message: string, details?: unknown) {
+  return reply
+    .code(status)
+    .type('application/json')
+    .send({ error: code, message, ...(details === undefined ? {} : { details }) });
+}
+
+export function buildHttpServer(options: HttpServerOptions) {
+  const { api, ingestToken } = options;
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    disableRequestLogging: true,
+    // Transcript batches come in quick succession from many agents; keep sockets reusable.
+    keepAliveTimeout: 65_000,
+  });
+
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof CallsyncError) {
+      const status = STATUS_BY_CODE[error.code] ?? 500;
+      if (status >= 500) request.log.error({ err: error }, 'request failed');
+      return sendError(reply, status, error.code, error.message, error.details);
+    }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return sendError(reply, 413, 'BODY_TOO_LARGE', `request body is over ${BODY_LIMIT_BYTES} bytes`);
+    }
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return sendError(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'send JSON (Content-Type: application/json)');
+    }
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      // fastify's own 4xx: malformed JSON, empty JSON body…
+      return sendError(reply, error.statusCode, 'INVALID_BODY', error.message);
+    }
+    request.log.error({ err: error }, 'request failed');
+    return sendError(reply, 500, 'INTERNAL_ERROR', 'internal error; the request may be repeated');
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 404, 'ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
+  );
+
+  app.get('/healthz', () => ({ status: 'ok' }));
+  app.get('/readyz', (_request, reply) =>
+    api.isReady()
+      ? { status: 'ready' }
+      : sendError(reply, 503, 'NOT_READY', 'store not open or recovery not done'),
+  );
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, body } = await api.metrics();
+    return reply.type(contentType).send(body);
+  });
+
+  // The webhook's signature covers the exact bytes, so this route gets the body as a string.
+  void app.register((scope, _opts, done) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(
+      '*',
+      { parseAs: 'string', bodyLimit: BODY_LIMIT_BYTES },
+      (_request, body, next) => next(null, body),
+    );
+    scope.post('/livekit/webhook', async (request, reply) => {
+      const raw = typeof request.body === 'string' ? request.body : '';
+      await api.handleWebhook(raw, request.headers.authorization);
+      return reply.code(200).send({ status: 'ok' });
+    });
+    done();
+  });
+
+  void app.register((scope, _opts, done) => {
+    if (ingestToken) {
+      scope.addHook('onRequest', async (request, reply) => {
+        if (!tokenMatches(ingestToken, request.headers.authorization)) {
+          await sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token');
+        }
+      });
+    }
+
+    scope.post('/v1/calls', async (request, reply) => {
+      const body = parse(createCallBody, request.body);
+      if (!api.isAccepting()) throw new ApiError('DRAINING', 'callsync is shutting down; retry shortly');
+      const { created, callId, state } = await api.createCall(body);
+      return reply.code(created ? 201 : 200).send({ callId, state });
+    });
+
+    scope.post<{ Params: { callId: string } }>('/v1/calls/:callId/transcript', async (request, reply) => {
+      await api.addTranscript(request.params.callId, parse(transcriptBody, request.body));
+      return reply.code(202).send({ status: 'accepted' });
+    });
+
+    scope.post<{ Params: { callId: string } }>('/v1/calls/:callId/leads', async (request, reply) => {
+      await api.linkLead(request.params.callId, parse(leadBody, request.body));
+      return reply.code(202).send({ status: 'accepted' });
+    });
+
+    scope.post<{ Params: { callId: string } }>('/v1/calls/:callId/end', async (request, reply) => {
+      await api.endCall(request.params.callId, parse(endCallBody, request.body ?? {}));
+      return reply.code(202).send({ status: 'accepted' });
+    });
+
+    scope.post<{ Params: { callId: string } }>('/v1/calls/:callId/retry', async (request, reply) => {
+      await api.retryCall(request.params.callId);
+      return reply.code(202).send({ status: 'accepted' });
+    });
+
+    scope.get<{ Params: { callId: string } }>('/v1/calls/:callId', async (request) =>
+      api.getCall(request.params.callId),
+    );
+
+    scope.get('/v1/calls', async (request) => {
+      const query = parse(listCallsQuery, request.query, 'INVALID_QUERY');
+      return { calls: await api.listCalls(query) };
+    });
+    done();
+  });
+
+  return app;
+}
+
+export type HttpServer = ReturnType<typeof buildHttpServer>;
