@@ -1,0 +1,50 @@
+/**
+ * Options of `createLiveKitEmulator`. Defaults keep a test run fast (an egress is ACTIVE after
+ * 50 ms and finalised 200 ms after it ends) while the room timeouts keep LiveKit's values, so
+ * the hang-up → departure → room closed sequence has production timing unless a test shrinks it.
+ */
+import type { Clock } from './clock.ts';
+import type { EmulatorLogger } from './logger.ts';
+import type { WebhookRetryOptions } from './webhook-dispatcher.ts';
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_ACTIVATE_AFTER_MS = 50;
+export const DEFAULT_FINALIZE_AFTER_MS = 200;
+/** LiveKit's `departure_timeout` default (20 s). */
+export const DEFAULT_DEPARTURE_TIMEOUT_MS = 20_000;
+/** LiveKit's `empty_timeout` default (300 s). */
+export const DEFAULT_EMPTY_TIMEOUT_MS = 300_000;
+/** How long `waitForEgress`/`waitForEvent` wait before rejecting, unless told otherwise. */
+export const DEFAULT_WAIT_TIMEOUT_MS = 10_000;
+
+export interface LiveKitEmulatorOptions {
+  /** API key → secret. Twirp calls must be signed by one of them; webhooks are signed by one. */
+  keys: Record<string, string>;
+  /**
+   * Stands for the egress host's filesystem: every egress file is written inside it, at the
+   * request's templated `filepath`, and reported with its absolute path as `location`.
+   */
+  recordingsDir: string;
+  /** Interface to listen on; 127.0.0.1 by default. */
+  host?: string;
+  /** Port to listen on; 0 (any free port) by default. */
+  port?: number;
+  /** Receivers of every webhook event, like the server's `webhook.urls`. */
+  webhookUrls?: string[];
+  /** API key that signs webhooks (and per-request webhooks with an unknown key); the first key by default. */
+  webhookApiKey?: string;
+  webhookRetry?: WebhookRetryOptions;
+  /** STARTING → ACTIVE delay once someone is in the room; 50 ms by default. */
+  activateAfterMs?: number;
+  /** ENDING → COMPLETE (or another end) delay; 200 ms by default. */
+  finalizeAfterMs?: number;
+  /** Room close after the last caller left, if only agents/recorders remain; 20 000 ms by default. */
+  departureTimeoutMs?: number;
+  /** Room close after creation if no caller ever joined; 300 000 ms by default. */
+  emptyTimeoutMs?: number;
+  /** Wall clock for reported timestamps and recording lengths; `Date.now` by default. */
+  now?: Clock;
+  logger?: EmulatorLogger;
+  /** Serve the `/_emulator/...` JSON control endpoints; true by default. */
+  controlApi?: boolean;
+}

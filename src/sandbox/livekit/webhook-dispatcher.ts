@@ -1,0 +1,233 @@
+/**
+ * Webhook delivery, as LiveKit's `URLNotifier` does it, plus the per-room faults tests ask for.
+ *
+ * Policy:
+ * - One ordered queue per target URL: an event is delivered (or given up on) before the next
+ *   one to that URL starts, so a slow or delayed event holds back later ones. Reordering only
+ *   happens through an explicit `hold` behaviour.
+ * - Non-2xx answers and network errors are retried with exponential backoff, a few times,
+ *   like go-retryablehttp; then the event is lost for that target (LiveKit keeps no outbox).
+ * - Faults (`drop`, `duplicate`, `delayMs`, `hold`) are read from the room's behaviour when the
+ *   event is emitted.
+ * - `close()` aborts in-flight requests and pending waits; nothing is delivered afterwards.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { WebhookEvent } from '@livekit/protocol';
+import type { LiveKitEmulatorEventMap, EmittedWebhook } from './events.ts';
+import type { EventEmitter } from 'node:events';
+import type { Clock } from './clock.ts';
+import { unixSeconds } from './clock.ts';
+import { newGuid } from './ids.ts';
+import type { EmulatorLogger } from './logger.ts';
+import type { EmulatedWebhookEventName, RoomBehaviour } from './room-behaviour.ts';
+import { appliesTo, perEventValue } from './room-behaviour.ts';
+import { signWebhook } from './webhook-signing.ts';
+
+export const WEBHOOK_CONTENT_TYPE = 'application/webhook+json';
+export const WEBHOOK_USER_AGENT = 'LiveKit';
+export const DEFAULT_WEBHOOK_MAX_ATTEMPTS = 4;
+export const DEFAULT_WEBHOOK_RETRY_BASE_MS = 100;
+/** Per attempt; a receiver slower than this counts as a failed attempt. */
+export const WEBHOOK_REQUEST_TIMEOUT_MS = 5_000;
+
+export interface WebhookTarget {
+  url: string;
+  apiKey: string;
+  apiSecret: string;
+}
+
+export interface WebhookRetryOptions {
+  /** Attempts per event and target, the first included; default 4. */
+  maxAttempts?: number;
+  /** Wait before the second attempt, doubled for each further one; default 100 ms. */
+  baseDelayMs?: number;
+}
+
+interface PreparedWebhook extends EmittedWebhook {
+  targets: WebhookTarget[];
+}
+
+interface Delivery {
+  webhook: PreparedWebhook;
+  target: WebhookTarget;
+  delayMs: number;
+  duplicate: boolean;
+}
+
+export class WebhookDispatcher {
+  readonly #targets: readonly WebhookTarget[];
+  readonly #behaviourFor: (roomName: string) => RoomBehaviour | undefined;
+  readonly #clock: Clock;
+  readonly #events: EventEmitter<LiveKitEmulatorEventMap>;
+  readonly #logger: EmulatorLogger;
+  readonly #maxAttempts: number;
+  readonly #retryBaseMs: number;
+  readonly #abort = new AbortController();
+  readonly #queues = new Map<string, Promise<void>>();
+  readonly #held = new Map<string, PreparedWebhook[]>();
+
+  constructor(options: {
+    targets: readonly WebhookTarget[];
+    behaviourFor: (roomName: string) => RoomBehaviour | undefined;
+    clock: Clock;
+    events: EventEmitter<LiveKitEmulatorEventMap>;
+    logger: EmulatorLogger;
+    retry?: WebhookRetryOptions | undefined;
+  }) {
+    this.#targets = options.targets;
+    this.#behaviourFor = options.behaviourFor;
+    this.#clock = options.clock;
+    this.#events = options.events;
+    this.#logger = options.logger;
+    this.#maxAttempts = Math.max(1, options.retry?.maxAttempts ?? DEFAULT_WEBHOOK_MAX_ATTEMPTS);
+    this.#retryBaseMs = Math.max(0, options.retry?.baseDelayMs ?? DEFAULT_WEBHOOK_RETRY_BASE_MS);
+  }
+
+  get #closed(): boolean {
+    return this.#abort.signal.aborted;
+  }
+
+  /**
+   * Stamps `event` with an id and creation time and sends it to every configured URL plus
+   * `extraTargets` (an egress request's own `webhooks`).
+   */
+  emit(options: { event: WebhookEvent; roomName: string; extraTargets?: readonly WebhookTarget[] }): void {
+    if (this.#closed) return;
+    const { event, roomName } = options;
+    event.id = newGuid('EV_');
+    event.createdAt = unixSeconds(this.#clock());
+    const name = event.event as EmulatedWebhookEventName;
+    const webhook: PreparedWebhook = {
+      id: event.id,
+      name,
+      roomName,
+      body: event.toJsonString(),
+      event: event.clone(),
+      targets: [...this.#targets, ...(options.extraTargets ?? [])],
+    };
+    const { targets: _targets, ...emitted } = webhook;
+    this.#events.emit('webhook:emitted', emitted);
+
+    const behaviour = this.#behaviourFor(roomName)?.webhooks;
+    if (appliesTo(behaviour?.drop, name)) {
+      this.#events.emit('webhook:dropped', emitted);
+    } else if (behaviour?.hold?.some((rule) => rule.event === name)) {
+      const held = this.#held.get(roomName) ?? [];
+      held.push(webhook);
+      this.#held.set(roomName, held);
+      this.#events.emit('webhook:held', emitted);
+      return;
+    } else {
+      this.#enqueue(webhook);
+    }
+
+    const releases = behaviour?.hold?.filter((rule) => rule.until === name).map((rule) => rule.event) ?? [];
+    if (releases.length > 0) this.#release(roomName, (held) => releases.includes(held.name));
+  }
+
+  /** Delivers every event a `hold` behaviour is keeping back for the room, in emission order. */
+  releaseHeld(roomName: string): void {
+    this.#release(roomName, () => true);
+  }
+
+  /** Resolves once every queued delivery has finished (held events excluded). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const tails = [...this.#queues.values()];
+      await Promise.all(tails);
+      if ([...this.#queues.values()].every((tail, index) => tail === tails[index])) return;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#abort.abort();
+    this.#held.clear();
+    await Promise.all([...this.#queues.values()]);
+  }
+
+  #release(roomName: string, matches: (webhook: PreparedWebhook) => boolean): void {
+    const held = this.#held.get(roomName) ?? [];
+    const keep = held.filter((webhook) => !matches(webhook));
+    if (keep.length > 0) this.#held.set(roomName, keep);
+    else this.#held.delete(roomName);
+    for (const webhook of held.filter(matches)) this.#enqueue(webhook);
+  }
+
+  #enqueue(webhook: PreparedWebhook): void {
+    const behaviour = this.#behaviourFor(webhook.roomName)?.webhooks;
+    const delayMs = Math.max(0, perEventValue(behaviour?.delayMs, webhook.name) ?? 0);
+    const copies = appliesTo(behaviour?.duplicate, webhook.name) ? 2 : 1;
+    for (const target of webhook.targets) {
+      for (let copy = 0; copy < copies; copy++) {
+        this.#append({ webhook, target, delayMs: copy === 0 ? delayMs : 0, duplicate: copy > 0 });
+      }
+    }
+  }
+
+  #append(delivery: Delivery): void {
+    const key = delivery.target.url;
+    const tail = this.#queues.get(key) ?? Promise.resolve();
+    const next = tail.then(() => this.#deliver(delivery));
+    this.#queues.set(key, next);
+    void next.then(() => {
+      if (this.#queues.get(key) === next) this.#queues.delete(key);
+    });
+  }
+
+  async #deliver(delivery: Delivery): Promise<void> {
+    const { webhook, target } = delivery;
+    const ref = { url: target.url, id: webhook.id, name: webhook.name, roomName: webhook.roomName };
+    const signal = this.#abort.signal;
+    try {
+      if (signal.aborted) return;
+      if (delivery.delayMs > 0) {
+        this.#events.emit('webhook:delayed', { ...ref, delayMs: delivery.delayMs });
+        await sleep(delivery.delayMs, undefined, { signal });
+      }
+      const authorization = await signWebhook({
+        body: webhook.body,
+        apiKey: target.apiKey,
+        apiSecret: target.apiSecret,
+      });
+      let lastError = '';
+      for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+        if (attempt > 1) await sleep(this.#retryBaseMs * 2 ** (attempt - 2), undefined, { signal });
+        try {
+          const response = await fetch(target.url, {
+            method: 'POST',
+            headers: {
+              'Content-Type': WEBHOOK_CONTENT_TYPE,
+              Authorization: authorization,
+              'User-Agent': WEBHOOK_USER_AGENT,
+            },
+            body: webhook.body,
+            signal: AbortSignal.any([signal, AbortSignal.timeout(WEBHOOK_REQUEST_TIMEOUT_MS)]),
+          });
+          await response.arrayBuffer().catch(() => undefined);
+          if (response.ok) {
+            this.#logger.debug({ ...ref, attempt, status: response.status }, 'webhook delivered');
+            this.#events.emit('webhook:delivered', {
+              ...ref,
+              attempt,
+              status: response.status,
+              duplicate: delivery.duplicate,
+            });
+            return;
+          }
+          lastError = `HTTP ${response.status}`;
+          this.#events.emit('webhook:attempt-failed', { ...ref, attempt, status: response.status });
+        } catch (error) {
+          if (signal.aborted) return;
+          lastError = error instanceof Error ? error.message : String(error);
+          this.#events.emit('webhook:attempt-failed', { ...ref, attempt, error: lastError });
+        }
+      }
+      this.#logger.warn({ ...ref, attempts: this.#maxAttempts, error: lastError }, 'webhook delivery failed');
+      this.#events.emit('webhook:failed', { ...ref, attempts: this.#maxAttempts, error: lastError });
+    } catch (error) {
+      if (signal.aborted) return; // closing: pending waits end here
+      this.#logger.error({ ...ref, err: error }, 'webhook delivery crashed');
+      this.#events.emit('emulator:error', { error, context: `webhook ${webhook.name} to ${target.url}` });
+    }
+  }
+}
