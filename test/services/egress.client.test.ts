@@ -6,9 +6,12 @@ import { createServer } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CallEgressClient, LiveKitError } from '../../src/services/egress.client.ts';
 import { RecordingResolver } from '../../src/services/recordings.ts';
+import { EgressStatus } from 'livekit-server-sdk';
 import {
   TEST_API_KEY,
   TEST_API_SECRET,
+  hasEnded,
+  hasStatus,
   startLiveKitHarness,
   type LiveKitHarness,
 } from '../helpers/livekit-emulator-harness.ts';
@@ -57,11 +60,11 @@ describe('CallEgressClient', () => {
     expect(started.file?.filename).toMatch(/^calls\/room-complete-.*\.ogg$/);
     expect(await client.listActive('room-complete')).toHaveLength(1);
 
-    await lk.emulator.waitForEgress(started.egressId, (info) => info.status === 1 /* ACTIVE */);
+    await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     const stopping = await client.stop(started.egressId);
     expect(stopping.state).toBe('ending');
 
-    await lk.emulator.waitForEgress(started.egressId, (info) => info.status >= 3);
+    await lk.emulator.waitForEgress(started.egressId, hasEnded);
     const final = await client.status(started.egressId);
     expect(final.state).toBe('complete');
     expect(final.endedAtMs).toBeGreaterThan(0);
@@ -82,10 +85,12 @@ describe('CallEgressClient', () => {
     lk.emulator.setRoomBehaviour(room, { egressOutcome: outcome, recordingSeconds: 2 });
     const { egressId } = await client.startRecording({ roomName: room, filepath: 'x.ogg' });
     if (outcome !== 'limit_reached') {
-      await lk.emulator.waitForEgress(egressId, (info) => info.status >= 1).catch(() => undefined);
+      await lk.emulator
+        .waitForEgress(egressId, (info) => info.status !== EgressStatus.EGRESS_STARTING)
+        .catch(() => undefined);
       await client.stop(egressId).catch(() => undefined);
     }
-    await lk.emulator.waitForEgress(egressId, (info) => info.status >= 3);
+    await lk.emulator.waitForEgress(egressId, hasEnded);
     const final = await client.status(egressId);
     expect(final.state).toBe(state);
     if (state === 'limit_reached') expect(final.file?.sizeBytes).toBeGreaterThan(0);
@@ -96,7 +101,7 @@ describe('CallEgressClient', () => {
     startCall('room-stuck');
     lk.emulator.setRoomBehaviour('room-stuck', { egressOutcome: 'stuck_ending' });
     const { egressId } = await client.startRecording({ roomName: 'room-stuck', filepath: 'x.ogg' });
-    await lk.emulator.waitForEgress(egressId, (info) => info.status === 1);
+    await lk.emulator.waitForEgress(egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     await client.stop(egressId);
     expect((await client.status(egressId)).state).toBe('ending');
     expect((await client.stop(egressId)).state).toBe('ending');
@@ -106,9 +111,9 @@ describe('CallEgressClient', () => {
     startCall('room-errors');
     lk.emulator.setRoomBehaviour('room-errors', { recordingSeconds: 1 });
     const { egressId } = await client.startRecording({ roomName: 'room-errors', filepath: 'x.ogg' });
-    await lk.emulator.waitForEgress(egressId, (info) => info.status === 1);
+    await lk.emulator.waitForEgress(egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     await client.stop(egressId);
-    await lk.emulator.waitForEgress(egressId, (info) => info.status >= 3);
+    await lk.emulator.waitForEgress(egressId, hasEnded);
 
     expect(await rejection(client.stop(egressId))).toMatchObject({
       code: 'EGRESS_ALREADY_ENDED',

@@ -2,9 +2,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CallEgressClient } from '../../src/services/egress.client.ts';
 import { LiveKitWebhookVerifier } from '../../src/services/livekit-webhook.ts';
+import { EgressStatus } from 'livekit-server-sdk';
 import {
   TEST_API_KEY,
   TEST_API_SECRET,
+  hasStatus,
   startLiveKitHarness,
   type LiveKitHarness,
 } from '../helpers/livekit-emulator-harness.ts';
@@ -22,7 +24,7 @@ afterEach(async () => {
 async function nextDelivery(event: string) {
   for (;;) {
     const delivery = await lk.sink.next();
-    if (JSON.parse(delivery.rawBody).event === event) return delivery;
+    if ((JSON.parse(delivery.rawBody) as { event?: string }).event === event) return delivery;
   }
 }
 
@@ -33,7 +35,7 @@ describe('LiveKitWebhookVerifier', () => {
     lk.emulator.setRoomBehaviour('room-wh', { recordingSeconds: 3 });
     const client = new CallEgressClient({ url: lk.url, apiKey: TEST_API_KEY, apiSecret: TEST_API_SECRET });
     const { egressId } = await client.startRecording({ roomName: 'room-wh', filepath: 'x.ogg' });
-    await lk.emulator.waitForEgress(egressId, (info) => info.status === 1);
+    await lk.emulator.waitForEgress(egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     await client.stop(egressId);
 
     const delivery = await nextDelivery('egress_ended');
