@@ -12,7 +12,7 @@
  *   or later; events for calls already accepted are still taken.
  */
 import { timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { CallsyncError } from '../errors.ts';
@@ -104,7 +104,8 @@ export function buildHttpServer(options: HttpServerOptions) {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: BODY_LIMIT_BYTES,
-    disableRequestLogging: true,
+    // Per-request lines would drown the per-call transition log; errors are logged below.
+    logController: new LogController({ disableRequestLogging: true }),
     // Transcript batches come in quick succession from many agents; keep sockets reusable.
     keepAliveTimeout: 65_000,
   });
