@@ -17,13 +17,16 @@ const httpUrl = (protocols: readonly string[]) =>
   z
     .string()
     .trim()
-    .refine((value) => {
-      try {
-        return protocols.includes(new URL(value).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+    .refine(
+      (value) => {
+        try {
+          return protocols.includes(new URL(value).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+    );
 
 const positiveSeconds = z.coerce.number().positive().finite();
 const optionalSecret = z
@@ -35,7 +38,8 @@ const storeUrl = z
   .string()
   .trim()
   .refine(
-    (value) => value.startsWith('sqlite:') || value.startsWith('postgres://') || value.startsWith('postgresql://'),
+    (value) =>
+      value.startsWith('sqlite:') || value.startsWith('postgres://') || value.startsWith('postgresql://'),
     'must be sqlite:<path> or postgres://…',
   );
 
@@ -80,12 +84,15 @@ export interface Config {
 /** Parses the environment. Throws a `ConfigError` whose message is one line naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as shells and .env files produce them for "no value".
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
+  );
   const result = envSchema.safeParse(present);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const variable = String(issue.path[0] ?? 'environment');
-    const message = issue.code === 'invalid_type' && present[variable] === undefined ? 'is required' : issue.message;
+    const message =
+      issue.code === 'invalid_type' && present[variable] === undefined ? 'is required' : issue.message;
     throw new ConfigError(`invalid configuration: ${variable} ${message}`);
   }
   const e = result.data;

@@ -45,7 +45,10 @@ describe('loadConfig', () => {
 
   it.each([
     [{ LIVEKIT_URL: undefined }, 'invalid configuration: LIVEKIT_URL is required'],
-    [{ LIVEKIT_URL: 'ftp://x' }, 'LIVEKIT_URL must be a URL starting with http:// or https:// or ws:// or wss://'],
+    [
+      { LIVEKIT_URL: 'ftp://x' },
+      'LIVEKIT_URL must be a URL starting with http:// or https:// or ws:// or wss://',
+    ],
     [{ LIVEKIT_API_SECRET: '' }, 'invalid configuration: LIVEKIT_API_SECRET is required'],
     [{ CRM_BASE_URL: 'crm.example' }, 'CRM_BASE_URL must be a URL'],
     [{ CALLSYNC_PORT: 'eighty' }, 'CALLSYNC_PORT'],

@@ -126,7 +126,16 @@ export function createCallLogic<TClient extends object>(effects: CallEffects<TCl
     actors: {
       liveKitClient: fromCallback<EventObject, LiveKitClientInput>(({ input, system }) => {
         const client = liveKit.open(input);
-        const { proxy, revoke } = Proxy.revocable(client, {});
+        // Methods are bound to the real client so classes with #private fields work through
+        // the proxy; after `revoke()` any property access on the proxy throws.
+        const { proxy, revoke } = Proxy.revocable(client, {
+          get(target, property) {
+            const value: unknown = Reflect.get(target, property, target);
+            return typeof value === 'function'
+              ? (value as (...args: unknown[]) => unknown).bind(target)
+              : value;
+          },
+        });
         clients.set(system, proxy);
         return () => {
           if (clients.get(system) === proxy) clients.delete(system);

@@ -78,6 +78,8 @@ export interface CallStore {
   getCall(callId: string): Promise<CallRow | undefined>;
   getJournal(callId: string): Promise<StoredJournalEntry[]>;
   listCalls(query: ListCallsQuery): Promise<CallRow[]>;
+  /** How many calls have this status (the failed-calls gauge reads it at scrape time). */
+  countCalls(status: CallStatus): Promise<number>;
   /** Calls to restore at start-up: not final, any machine version (the caller decides). */
   listActive(): Promise<CallRow[]>;
   /** Safe to call twice. */

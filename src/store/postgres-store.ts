@@ -235,6 +235,14 @@ export class PostgresCallStore implements CallStore {
     return result.rows.map(toCallRow);
   }
 
+  async countCalls(status: CallStatus): Promise<number> {
+    const result = await this.#require().query<{ count: string }>(
+      `SELECT COUNT(*) AS count FROM ${this.#schema}.calls WHERE status = $1`,
+      [status],
+    );
+    return Number(result.rows[0]?.count ?? 0);
+  }
+
   async listActive(): Promise<CallRow[]> {
     const result = await this.#require().query<CallRowRecord>(
       `SELECT * FROM ${this.#schema}.calls WHERE status = 'active' ORDER BY created_at`,

@@ -125,6 +125,7 @@ export class SqliteCallStore implements CallStore {
         [string],
         { seq: number; at: string; kind: string; state: string; detail: string | null }
       >(`SELECT seq, at, kind, state, detail FROM call_journal WHERE call_id = ? ORDER BY seq`),
+      count: db.prepare<[string], { count: number }>(`SELECT COUNT(*) AS count FROM calls WHERE status = ?`),
       active: db.prepare<[], CallRowRecord>(
         `SELECT * FROM calls WHERE status = 'active' ORDER BY created_at`,
       ),
@@ -207,6 +208,10 @@ export class SqliteCallStore implements CallStore {
         .all(...params)
         .map(toCallRow),
     );
+  }
+
+  countCalls(status: CallStatus): Promise<number> {
+    return Promise.resolve(this.#require().statements.count.get(status)!.count);
   }
 
   listActive(): Promise<CallRow[]> {

@@ -151,6 +151,8 @@ describe.each([
       updatedAt: '2026-01-01T00:02:00.000Z',
     });
     expect((await store.listCalls({ state: 'failed' })).map((c) => c.callId)).toEqual(['call-2']);
+    expect(await store.countCalls('failed')).toBe(1);
+    expect(await store.countCalls('done')).toBe(0);
     expect((await store.listCalls({ status: 'active' })).map((c) => c.callId)).toEqual(['call-1']);
     expect((await store.listCalls({})).map((c) => c.callId)).toEqual(['call-2', 'call-1']);
   });

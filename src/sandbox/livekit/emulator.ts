@@ -77,6 +77,8 @@ export interface LiveKitEmulator {
   /** Stops listening, cancels timers, aborts webhook deliveries; safe to call twice. */
   close(): Promise<void>;
 
+  /** Adds a webhook URL (for a receiver that only knows its address after the emulator started). */
+  addWebhookUrl(url: string): void;
   createRoom(spec: RoomSpec): Room;
   /** Closes at once: egresses end ("Source closed"), participants leave, room_finished. */
   closeRoom(options: { room: string; reason?: RoomEndReason }): boolean;
@@ -262,6 +264,10 @@ export function createLiveKitEmulator(options: LiveKitEmulatorOptions): LiveKitE
       return url;
     },
     events,
+
+    addWebhookUrl(webhookUrl) {
+      webhooks.addTarget(targetFor(webhookApiKey, webhookUrl));
+    },
 
     async start() {
       if (closing) throw new Error('LiveKit emulator closed');

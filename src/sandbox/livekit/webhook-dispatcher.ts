@@ -55,7 +55,7 @@ interface Delivery {
 }
 
 export class WebhookDispatcher {
-  readonly #targets: readonly WebhookTarget[];
+  readonly #targets: WebhookTarget[];
   readonly #behaviourFor: (roomName: string) => RoomBehaviour | undefined;
   readonly #clock: Clock;
   readonly #events: EventEmitter<LiveKitEmulatorEventMap>;
@@ -66,6 +66,11 @@ export class WebhookDispatcher {
   readonly #queues = new Map<string, Promise<void>>();
   readonly #held = new Map<string, PreparedWebhook[]>();
 
+  /** Sends every later webhook to this target too (LiveKit's `webhook.urls` is a list). */
+  addTarget(target: WebhookTarget): void {
+    this.#targets.push(target);
+  }
+
   constructor(options: {
     targets: readonly WebhookTarget[];
     behaviourFor: (roomName: string) => RoomBehaviour | undefined;
@@ -74,7 +79,7 @@ export class WebhookDispatcher {
     logger: EmulatorLogger;
     retry?: WebhookRetryOptions | undefined;
   }) {
-    this.#targets = options.targets;
+    this.#targets = [...options.targets];
     this.#behaviourFor = options.behaviourFor;
     this.#clock = options.clock;
     this.#events = options.events;

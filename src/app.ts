@@ -1,0 +1,120 @@
+/**
+ * The composition root: builds every dependency from a parsed `Config` and wires them into a
+ * supervisor and its HTTP API. Opens no port and installs no signal handler (that is
+ * `main.ts`), so tests and the demo run the exact production wiring in-process.
+ */
+import { Registry } from 'prom-client';
+import type { Config } from './config.ts';
+import { buildHttpServer, type HttpServer } from './http/server.ts';
+import { createLogger, type Logger } from './logging/logger.ts';
+import { createCallLogic } from './machines/call.effects.ts';
+import { systemTime, type TimeSource } from './machines/timer.actor.ts';
+import { createMetrics } from './metrics/metrics.ts';
+import { createMetricsRecorder } from './metrics/metrics.recorder.ts';
+import { withStoreMetrics } from './metrics/metrics.store.ts';
+import { createCrmEffects, createLiveKitEffects } from './services/call-effects.ts';
+import { createCrmClient, type CrmClient } from './services/crm.client.ts';
+import { LiveKitWebhookVerifier } from './services/livekit-webhook.ts';
+import { RecordingResolver } from './services/recordings.ts';
+import { createCallStore } from './store/open-store.ts';
+import { Supervisor } from './supervisor.ts';
+
+export interface CallsyncApp {
+  config: Config;
+  logger: Logger;
+  registry: Registry;
+  supervisor: Supervisor;
+  http: HttpServer;
+  /** Starts the supervisor (store + recovery), then listens. Resolves with the base URL. */
+  start(): Promise<{ url: string }>;
+  /** Refuses new calls and lets ended calls finish delivering, up to `drainTimeoutSeconds`. */
+  drain(): Promise<void>;
+  /** Stops listening and every actor, closes the store and the CRM client. Safe twice. */
+  close(): Promise<void>;
+}
+
+export interface CallsyncAppOptions {
+  logger?: Logger;
+  time?: TimeSource;
+  /** Tests tune timings the environment does not expose (poll interval, per-attempt timeouts). */
+  limits?: Record<string, number>;
+}
+
+export function createCallsyncApp(config: Config, options: CallsyncAppOptions = {}): CallsyncApp {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const time = options.time ?? systemTime;
+  const registry = new Registry();
+  const metrics = createMetrics({
+    registry,
+    targetSeconds: config.uploadTargetSeconds,
+    // Read at scrape time, after `supervisor` below exists.
+    activeCallsByState: () => supervisor.activeCallsByState(),
+    oldestCallAgeSecondsByState: () => supervisor.oldestCallAgeSecondsByState(),
+    failedCallsWaiting: () => supervisor.failedCallsWaiting(),
+  });
+  const recorder = createMetricsRecorder(metrics);
+  const store = withStoreMetrics(createCallStore(config.store.url), recorder);
+  const crm: CrmClient = createCrmClient({
+    baseUrl: config.crm.baseUrl,
+    apiKey: config.crm.apiKey,
+    onRequest: recorder.crmRequest,
+  });
+  const logic = createCallLogic({
+    liveKit: createLiveKitEffects({
+      url: config.liveKit.url,
+      apiKey: config.liveKit.apiKey,
+      apiSecret: config.liveKit.apiSecret,
+      recordingFilepath: config.recordingFilepath,
+    }),
+    crm: createCrmEffects({ crm, recordings: new RecordingResolver({ rootDir: config.recordingsDir }) }),
+    time,
+    onCloseError: (error, call) =>
+      logger.warn({ err: error, callId: call.callId }, 'LiveKit client close failed'),
+  });
+  const supervisor: Supervisor = new Supervisor({
+    store,
+    logic,
+    webhooks: new LiveKitWebhookVerifier({
+      apiKey: config.liveKit.apiKey,
+      apiSecret: config.liveKit.apiSecret,
+    }),
+    logger,
+    metrics: recorder,
+    renderMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    time,
+    limits: {
+      maxCallDurationMs: config.maxCallDurationSeconds * 1000,
+      egressDeadlineMs: config.egressDeadlineSeconds * 1000,
+      deliveryTargetMs: config.uploadTargetSeconds * 1000,
+      ...options.limits,
+    },
+  });
+  const http = buildHttpServer({ api: supervisor, logger, ingestToken: config.http.ingestToken });
+
+  let closing: Promise<void> | undefined;
+  return {
+    config,
+    logger,
+    registry,
+    supervisor,
+    http,
+    async start() {
+      await supervisor.start();
+      const address = await http.listen({ host: config.http.host, port: config.http.port });
+      logger.info({ address }, 'callsync listening');
+      const { port } = http.server.address() as { port: number };
+      return {
+        url: `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`,
+      };
+    },
+    drain: () => supervisor.drain(config.drainTimeoutSeconds * 1000),
+    close() {
+      closing ??= (async () => {
+        await http.close().catch((error: unknown) => logger.warn({ err: error }, 'HTTP close failed'));
+        await supervisor.close();
+        await crm.close();
+      })();
+      return closing;
+    },
+  };
+}

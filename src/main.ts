@@ -1,0 +1,59 @@
+/**
+ * `npm start`: the supervisor process. Reads the environment once, starts, and runs until a
+ * signal. The first SIGTERM/SIGINT drains (new calls get 503, calls that already ended finish
+ * delivering, up to CALLSYNC_DRAIN_TIMEOUT_SECONDS), then everything else stays persisted for
+ * the next start and the process exits 0. A second signal exits at once: nothing is lost by
+ * that either, since every step is already in the store.
+ */
+import { createCallsyncApp } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+
+let config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`callsync: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}
+
+const app = createCallsyncApp(config);
+const { logger } = app;
+
+process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+
+let stopping = false;
+function onSignal(signal: NodeJS.Signals): void {
+  if (stopping) {
+    logger.warn({ signal }, 'second signal: exiting now; unfinished calls resume on the next start');
+    process.exit(0);
+  }
+  stopping = true;
+  logger.info({ signal }, 'draining');
+  void app
+    .drain()
+    .then(() => app.close())
+    .then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+}
+process.on('SIGTERM', onSignal);
+process.on('SIGINT', onSignal);
+
+try {
+  const { url } = await app.start();
+  logger.info({ url }, 'callsync ready');
+} catch (error) {
+  logger.fatal({ err: error }, 'callsync could not start');
+  await app.close().catch(() => undefined);
+  process.exit(1);
+}

@@ -1,0 +1,114 @@
+/**
+ * The production side effects of a call actor, over the real services: the per-call LiveKit
+ * egress client, the recordings volume and the CRM client. `createCallLogic` (machines/)
+ * turns these into the machines' named actors; tests supply fakes through the same interface.
+ *
+ * Idempotency policy, so that restoring a call (which re-runs the effect in flight) never
+ * records or delivers twice:
+ * - start: an egress id already in context is reused while LiveKit still knows it; otherwise an
+ *   egress still active for the room is adopted before a new one is started.
+ * - stop: an egress that already ended (412) or that LiveKit forgot (404) counts as stopped.
+ * - CRM: the client sends `Idempotency-Key: <callId>:recording` / `<callId>:call-data`.
+ */
+import type { CrmEffects, LiveKitEffects } from '../machines/call.effects.ts';
+import type { EgressFile as MachineEgressFile, EgressOutcome } from '../machines/call.types.ts';
+import type { CrmClient } from './crm.client.ts';
+import { CallEgressClient, type EgressSnapshot, type CallEgressClientOptions } from './egress.client.ts';
+import type { RecordingResolver } from './recordings.ts';
+import { CallsyncError } from '../errors.ts';
+
+const ALREADY_ENDED_CODES = new Set(['EGRESS_ALREADY_ENDED', 'LIVEKIT_NOT_FOUND']);
+
+function toMachineOutcome(snapshot: EgressSnapshot): EgressOutcome {
+  const status =
+    snapshot.state === 'starting' || snapshot.state === 'active' || snapshot.state === 'ending'
+      ? 'active'
+      : snapshot.state;
+  const file = snapshot.file
+    ? {
+        filename: snapshot.file.filename,
+        location: snapshot.file.location,
+        sizeBytes: snapshot.file.sizeBytes ?? undefined,
+        durationSeconds: snapshot.file.durationSeconds ?? undefined,
+      }
+    : null;
+  return { status, file, ...(snapshot.error === null ? {} : { error: snapshot.error }) };
+}
+
+export { toMachineOutcome as egressOutcomeOf };
+
+export interface LiveKitEffectsOptions extends CallEgressClientOptions {
+  /** Egress filepath template (`CALLSYNC_RECORDING_FILEPATH`). */
+  recordingFilepath: string;
+}
+
+export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEffects<CallEgressClient> {
+  const { recordingFilepath, ...clientOptions } = options;
+  return {
+    open: () => new CallEgressClient(clientOptions),
+    close: (client) => client.close(),
+
+    async startEgress(client, input) {
+      if (input.egressId !== null) {
+        try {
+          return { egressId: (await client.status(input.egressId)).egressId };
+        } catch (error) {
+          if (!(error instanceof CallsyncError && error.code === 'LIVEKIT_NOT_FOUND')) throw error;
+        }
+      }
+      const [running] = await client.listActive(input.roomName);
+      if (running) return { egressId: running.egressId };
+      return {
+        egressId: (await client.startRecording({ roomName: input.roomName, filepath: recordingFilepath }))
+          .egressId,
+      };
+    },
+
+    async stopEgress(client, input) {
+      try {
+        await client.stop(input.egressId);
+        return { alreadyEnded: false };
+      } catch (error) {
+        if (error instanceof CallsyncError && ALREADY_ENDED_CODES.has(error.code))
+          return { alreadyEnded: true };
+        throw error;
+      }
+    },
+
+    async checkEgress(client, input) {
+      return toMachineOutcome(await client.status(input.egressId));
+    },
+  };
+}
+
+function toServiceFile(file: MachineEgressFile) {
+  return {
+    filename: file.filename,
+    location: file.location,
+    sizeBytes: file.sizeBytes ?? null,
+    durationSeconds: file.durationSeconds ?? null,
+  };
+}
+
+export function createCrmEffects(deps: { crm: CrmClient; recordings: RecordingResolver }): CrmEffects {
+  return {
+    async uploadRecording(request, signal) {
+      const recording = await deps.recordings.resolve(toServiceFile(request.file));
+      const { url } = await deps.crm.uploadRecording({
+        callId: request.callId,
+        filePath: recording.path,
+        fileName: recording.fileName,
+        signal,
+      });
+      return { url, sizeBytes: recording.sizeBytes, durationSeconds: recording.durationSeconds };
+    },
+    async postCallData(request, signal) {
+      const { status } = await deps.crm.postCallData({
+        callId: request.callId,
+        document: request.document,
+        signal,
+      });
+      return { status };
+    },
+  };
+}

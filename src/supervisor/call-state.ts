@@ -1,0 +1,58 @@
+/**
+ * Reading a call actor's snapshot the way operators and the store see it: one state name from
+ * the design card (`recording`, `inConversation`, `awaitingEgress`, `uploadingRecording`,
+ * `postingData`, `done`, `failed`), and whether the call is still live, finished or waiting for
+ * an operator.
+ *
+ * The machine nests its live states and has short internal steps (`callEnded`,
+ * `egressSettled`, `preparingData`); those are folded into the card state they belong to, so
+ * the store's `state` column, `GET /v1/calls?state=` and the `callsync_calls_active{state}`
+ * gauge all speak the same small vocabulary.
+ */
+import type { StateValue } from 'xstate';
+import type { CallStateName } from '../machines/call.events.ts';
+import type { CallStatus } from '../store/call-store.ts';
+
+const FOLDED: Readonly<Record<string, CallStateName>> = {
+  recording: 'recording',
+  inConversation: 'inConversation',
+  callEnded: 'awaitingEgress',
+  awaitingEgress: 'awaitingEgress',
+  egressSettled: 'awaitingEgress',
+  uploadingRecording: 'uploadingRecording',
+  preparingData: 'postingData',
+  postingData: 'postingData',
+  failed: 'failed',
+  done: 'done',
+};
+
+export const CALL_STATE_NAMES: readonly CallStateName[] = [
+  'recording',
+  'inConversation',
+  'awaitingEgress',
+  'uploadingRecording',
+  'postingData',
+  'done',
+  'failed',
+];
+
+/** The card state of a machine state value (`{ live: 'recording' }` → `recording`). */
+export function callStateOf(value: StateValue): CallStateName {
+  let current: StateValue = value;
+  // Descend to the innermost known state: `{ live: { awaitingEgress: 'polling' } }` → awaitingEgress.
+  let found: CallStateName | undefined;
+  for (;;) {
+    if (typeof current === 'string') return FOLDED[current] ?? found ?? 'recording';
+    const [key, child] = Object.entries(current)[0] ?? [];
+    if (key === undefined || child === undefined) return found ?? 'recording';
+    found = FOLDED[key] ?? found;
+    if (FOLDED[key] && key !== 'live') return FOLDED[key];
+    current = child;
+  }
+}
+
+export function callStatusOf(state: CallStateName): CallStatus {
+  if (state === 'done') return 'done';
+  if (state === 'failed') return 'failed';
+  return 'active';
+}

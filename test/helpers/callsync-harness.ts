@@ -1,0 +1,127 @@
+/**
+ * The whole pipeline in one test process: the LiveKit emulator, the CRM sandbox and the real
+ * callsync app (production wiring from `createCallsyncApp`, SQLite store in a temp dir),
+ * driven only through callsync's HTTP API and LiveKit's side (rooms, SIP callers, webhooks).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { request } from 'undici';
+import { createCallsyncApp, type CallsyncApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { createCrmSandbox, type CrmSandbox } from '../../src/sandbox/crm/index.ts';
+import { createLiveKitEmulator, type LiveKitEmulator } from '../../src/sandbox/livekit/index.ts';
+
+export const API_KEY = 'APIe2ekey';
+export const API_SECRET = 'e2e-secret-that-is-long-enough-for-hs256';
+export const INGEST_TOKEN = 'ingest-token-for-tests';
+
+export const PERSONA_CONFIG = {
+  campaigns: [{ _id: 'camp_e2e', client: 'client_e2e', voiceAgents: [{ _id: 'va_e2e' }] }],
+};
+
+export interface CallsyncHarness {
+  app: CallsyncApp;
+  url: string;
+  emulator: LiveKitEmulator;
+  crm: CrmSandbox;
+  recordingsDir: string;
+  /** Every log line the app wrote, parsed. */
+  logLines: Record<string, unknown>[];
+  api(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<ApiAnswer>;
+  /** Creates the LiveKit room with a SIP caller and the agent, as a dispatch rule would. */
+  startLiveKitCall(room: string, callerNumber?: string): void;
+  close(): Promise<void>;
+}
+
+export interface ApiAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export interface HarnessOptions {
+  env?: Record<string, string>;
+  limits?: Record<string, number>;
+  departureTimeoutMs?: number;
+}
+
+export async function startCallsyncHarness(options: HarnessOptions = {}): Promise<CallsyncHarness> {
+  const dir = await mkdtemp(join(tmpdir(), 'callsync-e2e-'));
+  const recordingsDir = join(dir, 'recordings');
+  const emulator = createLiveKitEmulator({
+    keys: { [API_KEY]: API_SECRET },
+    recordingsDir,
+    activateAfterMs: 10,
+    finalizeAfterMs: 50,
+    departureTimeoutMs: options.departureTimeoutMs ?? 200,
+    webhookRetry: { maxAttempts: 3, baseDelayMs: 20 },
+  });
+  const crm = createCrmSandbox({ storageDir: join(dir, 'crm') });
+  const [{ url: liveKitUrl }, { url: crmUrl }] = await Promise.all([emulator.start(), crm.start()]);
+
+  const logLines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line) logLines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const config = loadConfig({
+    LIVEKIT_URL: liveKitUrl,
+    LIVEKIT_API_KEY: API_KEY,
+    LIVEKIT_API_SECRET: API_SECRET,
+    CRM_BASE_URL: crmUrl,
+    CALLSYNC_PORT: '0',
+    CALLSYNC_STORE: `sqlite:${join(dir, 'callsync.db')}`,
+    CALLSYNC_RECORDINGS_DIR: recordingsDir,
+    CALLSYNC_INGEST_TOKEN: INGEST_TOKEN,
+    LOG_LEVEL: 'debug',
+    ...options.env,
+  });
+  const app = createCallsyncApp(config, {
+    logger: createLogger({ level: 'debug', destination: sink }),
+    limits: { egressPollIntervalMs: 200, ...options.limits },
+  });
+  const { url } = await app.start();
+  emulator.addWebhookUrl(`${url}/livekit/webhook`);
+
+  return {
+    app,
+    url,
+    emulator,
+    crm,
+    recordingsDir,
+    logLines,
+    async api(method, path, body, headers = {}) {
+      const answer = await request(`${url}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${INGEST_TOKEN}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...headers,
+        },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      const text = await answer.body.text();
+      return { status: answer.statusCode, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+    },
+    startLiveKitCall(room, callerNumber = '+918655066243') {
+      emulator.createRoom({ name: room });
+      emulator.startSipCall({ room, callerNumber, attributes: { 'sip.ruleID': 'SDR_e2e' } });
+    },
+    async close() {
+      await app.close();
+      await emulator.close();
+      await crm.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
