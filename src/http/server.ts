@@ -162,6 +162,8 @@ export function buildHttpServer(options: HttpServerOptions) {
   });
 
   void app.register((scope, _opts, done) => {
+    // JSON in and out: a text/plain body is 415, not a string that fails validation.
+    scope.removeContentTypeParser('text/plain');
     if (ingestToken) {
       scope.addHook('onRequest', async (request, reply) => {
         if (!tokenMatches(ingestToken, request.headers.authorization)) {
