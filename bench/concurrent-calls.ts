@@ -147,7 +147,7 @@ console.log(
     `end → delivered p50 ${percentile(latencies, 50).toFixed(2)} s, p95 ${percentile(latencies, 95).toFixed(2)} s, max ${latencies.at(-1)!.toFixed(2)} s`,
 );
 console.log(
-  `heap after        ${(process.memoryUsage().heapUsed / MIB).toFixed(1)} MiB, live actors ${supervisor.liveCallCount}`,
+  `heap after        ${heapAfterMiB.toFixed(1)} MiB above the start once every call is done (live actors: ${supervisor.liveCallCount})`,
 );
 
 await supervisor.close();
