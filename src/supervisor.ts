@@ -34,7 +34,7 @@ import type { TimeSource } from './machines/timer.actor.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
 import { egressOutcomeOf } from './services/call-effects.ts';
 import type { LiveKitWebhook } from './services/livekit-webhook.ts';
-import type { CallRow, CallStore } from './store/call-store.ts';
+import type { CallRow, CallStore, StoredJournalEntry } from './store/call-store.ts';
 import { CALL_STATE_NAMES, callStateOf, callStatusOf } from './supervisor/call-state.ts';
 import { CallsyncError, toErrorInfo } from './errors.ts';
 
@@ -88,6 +88,26 @@ export function newCallId(callerNumber: string, nowMs: number): string {
 function contextOf(snapshot: unknown): CallContext | undefined {
   const context = (snapshot as { context?: unknown } | null)?.context;
   return typeof context === 'object' && context !== null ? (context as CallContext) : undefined;
+}
+
+/**
+ * CRM attempts per step and the last error, from the journal: the machine's context only keeps
+ * the step in progress, and an operator looking at a delivered call wants to see it was retried.
+ */
+function deliveryHistoryOf(journal: readonly StoredJournalEntry[]) {
+  const attempts = { recording: 0, 'call-data': 0 };
+  let lastError: unknown = null;
+  for (const entry of journal) {
+    const step = entry.detail?.step;
+    if (step !== 'recording' && step !== 'call-data') continue;
+    if (entry.kind === 'attempt_failed') {
+      attempts[step] += 1;
+      lastError = entry.detail?.error ?? lastError;
+    } else if (entry.kind === 'succeeded') {
+      attempts[step] += 1;
+    }
+  }
+  return { attempts, lastError: lastError ?? null };
 }
 
 export class Supervisor implements CallApi {
@@ -324,7 +344,10 @@ export class Supervisor implements CallApi {
     if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
     const live = this.#live.get(callId);
     const snapshot = live ? live.actor.getPersistedSnapshot() : row.snapshot;
-    return { ...this.#viewOf(row, snapshot, live), journal: await this.#deps.store.getJournal(callId) };
+    const journal = await this.#deps.store.getJournal(callId);
+    const view = this.#viewOf(row, snapshot, live);
+    const history = deliveryHistoryOf(journal);
+    return { ...view, attempts: history.attempts, lastError: history.lastError ?? view.lastError, journal };
   }
 
   async listCalls(query: { state?: string | undefined; limit?: number | undefined }): Promise<unknown[]> {
@@ -624,7 +647,7 @@ export class Supervisor implements CallApi {
       recording: context?.recording ?? null,
       recordingAcknowledgedAt: iso(context?.recordingAcknowledgedAt),
       callDataAcknowledgedAt: iso(context?.callDataAcknowledgedAt),
-      outcome: context?.outcome ?? null,
+      outcome: (live?.state ?? row.state) === 'failed' ? 'failed' : (context?.outcome ?? null),
       transcriptItems: context?.transcript.length ?? 0,
       leads: context?.leads.map((lead) => lead.leadId) ?? [],
       delivery: context?.delivery ?? null,

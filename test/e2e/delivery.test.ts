@@ -228,13 +228,19 @@ describe('a call through callsync', () => {
       lastError: { code: 'CRM_REJECTED', status: 422 },
     });
     expect(JSON.stringify(failed.body.lastError)).toContain('campaign closed');
+    expect(failed.body).toMatchObject({ outcome: 'failed', attempts: { recording: 0, 'call-data': 1 } });
     expect((await h.api('GET', '/v1/calls?state=failed')).body.calls).toHaveLength(1);
     expect(h.app.supervisor.liveCallCount).toBe(0);
 
     expect((await h.api('POST', `/v1/calls/${callId}/retry`)).status).toBe(202);
     const { document } = await h.crm.waitForCallData(callId);
     expect(document.callDetails.callId).toBe(callId);
-    expect((await h.api('GET', `/v1/calls/${callId}`)).body).toMatchObject({ state: 'done', retries: 1 });
+    expect((await h.api('GET', `/v1/calls/${callId}`)).body).toMatchObject({
+      state: 'done',
+      retries: 1,
+      attempts: { recording: 0, 'call-data': 2 },
+      lastError: { code: 'CRM_REJECTED' },
+    });
     expect((await h.api('POST', `/v1/calls/${callId}/retry`)).status).toBe(409);
   });
 });
