@@ -11,29 +11,19 @@ import { attachCallsync, attachToSession } from '../../src/agent/attach.ts';
 import type { CallJob } from '../../src/agent/call-job.ts';
 import { AGENT_ERROR_CODES, UNDELIVERED_REASONS } from '../../src/agent/errors.ts';
 import { createExampleAgent, type LeadInput } from '../../src/agent/example-agent.ts';
+import {
+  BOB_SAYS,
+  EXPECTED_TURNS,
+  fakeLlm,
+  LEAD_ID,
+  talk,
+  USER_GREETS,
+} from '../helpers/agent-conversation.ts';
 import { captureLogs } from '../helpers/agent-observers.ts';
 import { PERSONA_CONFIG, testReporter, uniqueRoom } from '../helpers/agent-fixtures.ts';
 import { startAgentSupervisorStub, type AgentSupervisorStub } from '../helpers/agent-supervisor-stub.ts';
 
 const TOKEN = 'session-test-token';
-const LEAD_ID = 'lead_bob_1';
-const BOB_SAYS = 'I am Bob, 555-1234';
-
-/** The conversation: a greeting turn, then the caller gives their details and the bot creates a lead. */
-function fakeLlm() {
-  return new voice.testing.FakeLLM([
-    { input: 'Hi', content: 'Hello! How can I help?' },
-    { input: BOB_SAYS, toolCalls: [{ name: 'create_lead', args: { name: 'Bob', phone: '555-1234' } }] },
-    { input: JSON.stringify({ leadId: LEAD_ID }), content: "Thanks Bob, we'll call you back." },
-  ]);
-}
-
-const EXPECTED_TURNS = [
-  ['user', 'Hi'],
-  ['assistant', 'Hello! How can I help?'],
-  ['user', BOB_SAYS],
-  ['assistant', "Thanks Bob, we'll call you back."],
-];
 
 interface JobRecorder {
   job: CallJob;
@@ -68,10 +58,6 @@ function sipJob(roomName: string, queued: () => number): JobRecorder {
   return recorder;
 }
 
-async function talk(session: voice.AgentSession, userInput: string) {
-  await session.run({ userInput }).wait();
-}
-
 describe('callsync attached to a real AgentSession', () => {
   let stub: AgentSupervisorStub;
   let session: voice.AgentSession;
@@ -104,7 +90,7 @@ describe('callsync attached to a real AgentSession', () => {
     const attachment = attachToSession({ session, job: recorder.job, reporter, logger: captureLogs() });
 
     await session.start({ agent: createExampleAgent(createLead) });
-    await talk(session, 'Hi');
+    await talk(session, USER_GREETS);
     await talk(session, BOB_SAYS);
     await session.close();
     const report = await attachment.done;
@@ -134,7 +120,7 @@ describe('callsync attached to a real AgentSession', () => {
     );
     expect(order).toEqual([
       'create',
-      'Hi',
+      USER_GREETS,
       'Hello! How can I help?',
       BOB_SAYS,
       'lead',
@@ -151,7 +137,7 @@ describe('callsync attached to a real AgentSession', () => {
     const attachment = attachToSession({ session, job: recorder.job, reporter, logger: captureLogs() });
 
     await session.start({ agent: createExampleAgent(createLead) });
-    await talk(session, 'Hi');
+    await talk(session, USER_GREETS);
     await reporter.idle();
     await stub.down();
     await talk(session, BOB_SAYS);
@@ -175,7 +161,7 @@ describe('callsync attached to a real AgentSession', () => {
     const attachment = attachToSession({ session, job: recorder.job, reporter, logger: captureLogs() });
 
     await session.start({ agent: createExampleAgent(createLead) });
-    await talk(session, 'Hi');
+    await talk(session, USER_GREETS);
     await talk(session, BOB_SAYS);
     await session.close();
 
@@ -244,7 +230,7 @@ describe('attachCallsync (a plain object shaped like a JobContext)', () => {
     const room = uniqueRoom('ctx');
     const { ctx, shutdownCallbacks } = jobContext(room, JSON.stringify(PERSONA_CONFIG));
     await session.start({ agent: createExampleAgent(() => Promise.resolve(LEAD_ID)) });
-    await talk(session, 'Hi');
+    await talk(session, USER_GREETS);
 
     const attachment = await attachCallsync(ctx, session, {
       supervisorUrl: stub.url,
@@ -263,7 +249,7 @@ describe('attachCallsync (a plain object shaped like a JobContext)', () => {
       direction: 'outbound',
       callId: `lk_AJ_${room}`,
     });
-    expect(call.transcript.map((item) => item.content)).toEqual(['Hi', 'Hello! How can I help?']);
+    expect(call.transcript.map((item) => item.content)).toEqual([USER_GREETS, 'Hello! How can I help?']);
     expect(call.end).toMatchObject({ status: 'completed', reason: 'job_shutdown' });
   });
 

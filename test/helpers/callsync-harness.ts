@@ -2,6 +2,11 @@
  * The whole pipeline in one test process: the LiveKit emulator, the CRM sandbox and the real
  * callsync app (production wiring from `createCallsyncApp`, SQLite store in a temp dir),
  * driven only through callsync's HTTP API and LiveKit's side (rooms, SIP callers, webhooks).
+ *
+ * The app can be stopped and started again (`stopApp`, `restartApp`) while the emulator and the
+ * CRM sandbox stay up: a restart builds a new app from the same config, on the port the first
+ * one got (so the agent's reporter, LiveKit's webhooks and a Prometheus scrape keep one URL) and
+ * over the same SQLite file (so recovery resumes the calls it left).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,8 +28,10 @@ export const PERSONA_CONFIG = {
 };
 
 export interface CallsyncHarness {
-  app: CallsyncApp;
-  url: string;
+  /** The running app (the new one after `restartApp`). */
+  readonly app: CallsyncApp;
+  /** Its base URL; the same across restarts. */
+  readonly url: string;
   emulator: LiveKitEmulator;
   crm: CrmSandbox;
   recordingsDir: string;
@@ -38,6 +45,10 @@ export interface CallsyncHarness {
   ): Promise<ApiAnswer>;
   /** Creates the LiveKit room with a SIP caller and the agent, as a dispatch rule would. */
   startLiveKitCall(room: string, callerNumber?: string): void;
+  /** Stops the app (HTTP, actors, store) as a shutdown would; LiveKit and the CRM stay up. Safe twice. */
+  stopApp(): Promise<void>;
+  /** Stops the app if it runs, then starts a new one on the same port and store (recovery runs). */
+  restartApp(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -74,7 +85,7 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
       done();
     },
   });
-  const config = loadConfig({
+  const env: Record<string, string> = {
     LIVEKIT_URL: liveKitUrl,
     LIVEKIT_API_KEY: API_KEY,
     LIVEKIT_API_SECRET: API_SECRET,
@@ -85,16 +96,20 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     CALLSYNC_INGEST_TOKEN: INGEST_TOKEN,
     LOG_LEVEL: 'debug',
     ...options.env,
-  });
-  const app = createCallsyncApp(config, {
-    logger: createLogger({ level: 'debug', destination: sink }),
-    limits: { egressPollIntervalMs: 200, ...options.limits },
-  });
+  };
+  const logger = createLogger({ level: 'debug', destination: sink });
+  const limits = { egressPollIntervalMs: 200, ...options.limits };
+  let app = createCallsyncApp(loadConfig(env), { logger, limits });
   const { url } = await app.start();
   emulator.addWebhookUrl(`${url}/livekit/webhook`);
+  // A restart listens where the first app did (the port the OS gave it), so every client of
+  // callsync (the agent's reporter, LiveKit's webhooks, a Prometheus scrape) keeps its URL.
+  const restartConfig = loadConfig({ ...env, CALLSYNC_PORT: new URL(url).port });
 
   return {
-    app,
+    get app() {
+      return app;
+    },
     url,
     emulator,
     crm,
@@ -116,6 +131,15 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     startLiveKitCall(room, callerNumber = '+918655066243') {
       emulator.createRoom({ name: room });
       emulator.startSipCall({ room, callerNumber, attributes: { 'sip.ruleID': 'SDR_e2e' } });
+    },
+    async stopApp() {
+      await app.close();
+    },
+    async restartApp() {
+      await app.close();
+      app = createCallsyncApp(restartConfig, { logger, limits });
+      const restarted = await app.start();
+      if (restarted.url !== url) throw new Error(`restarted on ${restarted.url}, not ${url}`);
     },
     async close() {
       await app.close();
