@@ -3,6 +3,7 @@
  * supervisor and its HTTP API. Opens no port and installs no signal handler (that is
  * `main.ts`), so tests and the demo run the exact production wiring in-process.
  */
+import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
 import type { Config } from './config.ts';
 import { buildHttpServer, type HttpServer } from './http/server.ts';
@@ -18,6 +19,8 @@ import { LiveKitWebhookVerifier } from './services/livekit-webhook.ts';
 import { RecordingResolver } from './services/recordings.ts';
 import { createCallStore } from './store/open-store.ts';
 import { Supervisor } from './supervisor.ts';
+
+const { version: CALLSYNC_VERSION } = createRequire(import.meta.url)('../package.json') as { version: string };
 
 export interface CallsyncApp {
   config: Config;
@@ -47,6 +50,7 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
   const metrics = createMetrics({
     registry,
     targetSeconds: config.uploadTargetSeconds,
+    version: CALLSYNC_VERSION,
     // Read at scrape time, after `supervisor` below exists.
     activeCallsByState: () => supervisor.activeCallsByState(),
     oldestCallAgeSecondsByState: () => supervisor.oldestCallAgeSecondsByState(),
