@@ -47,15 +47,5 @@ export function reporterRetryDelayMs(options: ReporterRetryDelayOptions): number
   return Math.max(jittered, asked);
 }
 
-/** `Retry-After` as delay-seconds or an HTTP-date, in milliseconds from `nowMs`; undefined if absent or unreadable. */
-export function retryAfterToMs(
-  value: string | null | undefined,
-  nowMs: number = Date.now(),
-): number | undefined {
-  if (value === null || value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  if (!/[A-Za-z]/.test(trimmed)) return undefined;
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
-}
+/** `Retry-After` as delay-seconds or an HTTP-date, in milliseconds; shared with the CRM client. */
+export { parseRetryAfterMs as retryAfterToMs } from '../http/retry-after.ts';

@@ -9,6 +9,7 @@
  * CRM echoes request headers back; nothing else about the request (headers, key) is recorded.
  */
 import { CallsyncError } from '../errors.ts';
+import { parseRetryAfterMs } from '../http/retry-after.ts';
 
 export type CrmEndpoint = 'upload' | 'call_data';
 
@@ -67,23 +68,7 @@ export class CrmError extends CallsyncError {
   }
 }
 
-/**
- * `Retry-After` in milliseconds from `nowMs`; undefined when absent or unparseable. A date in
- * the past means "now" (0).
- */
-export function parseRetryAfterMs(
-  value: string | null | undefined,
-  nowMs: number = Date.now(),
-): number | undefined {
-  if (value === null || value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  // An HTTP-date always names a weekday or month; this keeps bare numbers like "1.5" out of Date.parse.
-  if (!/[A-Za-z]/.test(trimmed)) return undefined;
-  const at = Date.parse(trimmed);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - nowMs);
-}
+export { parseRetryAfterMs };
 
 /** Replaces every occurrence of each secret (when non-empty) with `[REDACTED]`. */
 export function redactSecrets(text: string, secrets: readonly (string | undefined)[]): string {
