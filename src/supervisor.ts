@@ -437,6 +437,12 @@ export class Supervisor implements CallApi {
       },
       complete: () => this.#forget(call),
     });
+    call.log.info(
+      { state },
+      context?.end === undefined || context.end === null
+        ? `call tracked in ${state}`
+        : `call resumed in ${state}`,
+    );
     actor.start();
     return call;
   }
@@ -447,10 +453,20 @@ export class Supervisor implements CallApi {
     const state = callStateOf(snapshot.value);
     if (state !== call.state) {
       const now = this.#deps.time.now();
-      this.#deps.metrics.stateExited({
-        state: call.state,
-        durationSeconds: (now - call.enteredStateAt) / 1000,
-      });
+      const previousSeconds = (now - call.enteredStateAt) / 1000;
+      this.#deps.metrics.stateExited({ state: call.state, durationSeconds: previousSeconds });
+      const endedAtMs = snapshot.context.end?.endedAtMs;
+      // One line per transition: an operator can follow a call from start to CRM acknowledgement.
+      call.log.info(
+        {
+          from: call.state,
+          to: state,
+          inPreviousStateSeconds: previousSeconds,
+          sinceCallEndSeconds: endedAtMs === undefined ? null : (now - endedAtMs) / 1000,
+          ...(state === 'failed' ? { reason: snapshot.context.failure?.error ?? null } : {}),
+        },
+        `call ${call.state} → ${state}`,
+      );
       this.#count(call.state, -1);
       this.#count(state, +1);
       call.state = state;
@@ -480,7 +496,7 @@ export class Supervisor implements CallApi {
     const { metrics } = this.#deps;
     switch (event.type) {
       case 'call.state_entered':
-        call.log.info({ state: event.state }, `call entered ${event.state}`);
+        // Logged with its timings in #onSnapshot; the journal keeps the machine's own record.
         this.#journal(call, 'state_entered', { state: event.state });
         return;
       case 'call.egress_started':

@@ -6,7 +6,13 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { EgressStatus } from 'livekit-server-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PERSONA_CONFIG, startCallsyncHarness, type CallsyncHarness } from '../helpers/callsync-harness.ts';
+import {
+  API_SECRET,
+  INGEST_TOKEN,
+  PERSONA_CONFIG,
+  startCallsyncHarness,
+  type CallsyncHarness,
+} from '../helpers/callsync-harness.ts';
 
 let h: CallsyncHarness;
 afterEach(async () => {
@@ -145,6 +151,20 @@ describe('a call through callsync', () => {
     ).toEqual(['recording', 'inConversation', 'awaitingEgress', 'uploadingRecording', 'postingData', 'done']);
     expect(journal.some((entry) => entry.kind === 'delivered')).toBe(true);
     expect((await h.api('GET', '/v1/calls?state=done')).body.calls).toHaveLength(1);
+
+    // One log line per transition, carrying the call's ids; no secret in any line.
+    const transitions = h.logLines.filter((line) => line.callId === callId && typeof line.to === 'string');
+    expect(transitions.map((line) => line.to)).toEqual([
+      'inConversation',
+      'awaitingEgress',
+      'uploadingRecording',
+      'postingData',
+      'done',
+    ]);
+    expect(transitions.at(-1)).toMatchObject({ roomName: 'room-happy', egressId, from: 'postingData' });
+    const allLogs = JSON.stringify(h.logLines);
+    expect(allLogs).not.toContain(API_SECRET);
+    expect(allLogs).not.toContain(INGEST_TOKEN);
     expect(h.app.supervisor.liveCallCount).toBe(0);
   });
 
