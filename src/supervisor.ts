@@ -217,10 +217,11 @@ export class Supervisor implements CallApi {
   /** Per card state, seconds the longest-waiting live call has been in it (read at scrape time). */
   oldestCallAgeSecondsByState(): ReadonlyMap<string, number> {
     const now = this.#deps.time.now();
-    const oldest = new Map<string, number>();
+    // Every state has a series (0 when no call is in it), so dashboards and alerts see data.
+    const oldest = new Map<string, number>(CALL_STATE_NAMES.map((state) => [state, 0]));
     for (const call of this.#live.values()) {
       const age = (now - call.enteredStateAt) / 1000;
-      if (age > (oldest.get(call.state) ?? -1)) oldest.set(call.state, age);
+      if (age > (oldest.get(call.state) ?? 0)) oldest.set(call.state, age);
     }
     return oldest;
   }

@@ -35,8 +35,8 @@ import { REPO_ROOT, RULES_PATH } from '../../src/metrics/observability.generate.
 import { DELIVERY_SLO_DEFAULTS } from '../../src/metrics/slo.ts';
 import { allExpressions, type NamedExpr } from '../metrics/expressions.ts';
 import { PERSONA_CONFIG, startCallsyncHarness, type CallsyncHarness } from '../helpers/callsync-harness.ts';
-import { pollUntil, startPrometheus, type PrometheusServer } from '../helpers/prometheus.ts';
-import { metricNames, vectorSelectors } from '../helpers/prometheus-promql.ts';
+import { pollUntil, startPrometheus, unanswered, type PrometheusServer } from '../helpers/prometheus.ts';
+import { metricNames } from '../helpers/prometheus-promql.ts';
 
 /** Scrapes and rule evaluations every second: a few of each after the batch suffice. */
 const ALL_ANSWERED_TIMEOUT_MS = 45_000;
@@ -140,26 +140,6 @@ async function endAndFinish(callId: string, spec: Pick<CallSpec, 'callDataFaults
 
 async function runCall(spec: CallSpec): Promise<Outcome> {
   return endAndFinish(await createCall(spec), spec);
-}
-
-/** Expressions without data (or with an error), as `source: reason` lines; empty when all answer. */
-async function unanswered(live: PrometheusServer, named: readonly NamedExpr[]): Promise<string[]> {
-  const problems: string[] = [];
-  for (const { source, expr, kind } of named) {
-    const queries = kind === 'alert' ? vectorSelectors(expr).map((selector) => selector.selector) : [expr];
-    for (const query of queries) {
-      const answer = await live.query(query);
-      if (!answer.ok) problems.push(`${source}: ${query}: ${answer.error}`);
-      else if (answer.result.length === 0) problems.push(`${source}: ${query}: no data`);
-    }
-  }
-  const rules = await live.rules();
-  for (const rule of rules) {
-    if (rule.health !== 'ok')
-      problems.push(`rule ${rule.name}: ${rule.health} ${rule.lastError ?? ''}`.trim());
-  }
-  if (rules.length === 0) problems.push('no rules loaded');
-  return problems;
 }
 
 /** Sample name → sum of its values, from a Prometheus text exposition. */

@@ -18,6 +18,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { vectorSelectors } from './prometheus-promql.ts';
 
 export const PROMETHEUS_BIN = process.env.PROMETHEUS_BIN ?? 'prometheus';
 export const PROMTOOL_BIN = process.env.PROMTOOL_BIN ?? 'promtool';
@@ -242,4 +243,38 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
     throw error;
   }
   return server;
+}
+
+/** An expression to check against a live Prometheus (see `test/metrics/expressions.ts`). */
+export interface CheckedExpression {
+  source: string;
+  expr: string;
+  kind: 'panel' | 'variable' | 'record' | 'alert';
+}
+
+/**
+ * Expressions without data (or with an error), as `source: reason` lines; empty when all
+ * answer. An alert returns data only while firing, so for alerts every vector selector it reads
+ * must return data instead; and every loaded rule must evaluate without error.
+ */
+export async function unanswered(
+  prometheus: PrometheusServer,
+  expressions: readonly CheckedExpression[],
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const { source, expr, kind } of expressions) {
+    const queries = kind === 'alert' ? vectorSelectors(expr).map((selector) => selector.selector) : [expr];
+    for (const query of queries) {
+      const answer = await prometheus.query(query);
+      if (!answer.ok) problems.push(`${source}: ${query}: ${answer.error}`);
+      else if (answer.result.length === 0) problems.push(`${source}: ${query}: no data`);
+    }
+  }
+  const rules = await prometheus.rules();
+  for (const rule of rules) {
+    if (rule.health !== 'ok')
+      problems.push(`rule ${rule.name}: ${rule.health} ${rule.lastError ?? ''}`.trim());
+  }
+  if (rules.length === 0) problems.push('no rules loaded');
+  return problems;
 }

@@ -22,8 +22,8 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
 import { createMetricsRecorder, type MetricsRecorder } from '../../src/metrics/metrics.recorder.ts';
 import { REPO_ROOT, RULES_PATH } from '../../src/metrics/observability.generate.ts';
 import { DELIVERY_SLO_DEFAULTS } from '../../src/metrics/slo.ts';
-import { pollUntil, startPrometheus, type PrometheusServer } from '../helpers/prometheus.ts';
-import { vectorSelectors } from '../helpers/prometheus-promql.ts';
+import { pollUntil, startPrometheus, unanswered, type PrometheusServer } from '../helpers/prometheus.ts';
+
 import { allExpressions, type NamedExpr } from './expressions.ts';
 
 /** How long every expression may take to have data: a few 1 s scrapes and rule evaluations. */
@@ -52,27 +52,6 @@ function simulateCalls(recorder: MetricsRecorder) {
   for (const operation of ['create_call', 'save_snapshot', 'append_journal'] as const) {
     recorder.storeWrite({ operation, durationSeconds: 0.002, ok: true });
   }
-}
-
-/** Expressions without data (or with an error), as `source: reason` lines; empty when all answer. */
-async function unanswered(prometheus: PrometheusServer, exprs: readonly NamedExpr[]): Promise<string[]> {
-  const problems: string[] = [];
-  for (const named of exprs) {
-    const queries =
-      named.kind === 'alert' ? vectorSelectors(named.expr).map((s) => s.selector) : [named.expr];
-    for (const query of queries) {
-      const answer = await prometheus.query(query);
-      if (!answer.ok) problems.push(`${named.source}: ${query}: ${answer.error}`);
-      else if (answer.result.length === 0) problems.push(`${named.source}: ${query}: no data`);
-    }
-  }
-  const rules = await prometheus.rules();
-  for (const rule of rules) {
-    if (rule.health !== 'ok')
-      problems.push(`rule ${rule.name}: ${rule.health} ${rule.lastError ?? ''}`.trim());
-  }
-  if (rules.length === 0) problems.push('no rules loaded');
-  return problems;
 }
 
 describe('a real Prometheus scraping createMetrics() while calls flow', () => {
