@@ -20,7 +20,9 @@ import { RecordingResolver } from './services/recordings.ts';
 import { createCallStore } from './store/open-store.ts';
 import { Supervisor } from './supervisor.ts';
 
-const { version: CALLSYNC_VERSION } = createRequire(import.meta.url)('../package.json') as { version: string };
+const { version: CALLSYNC_VERSION } = createRequire(import.meta.url)('../package.json') as {
+  version: string;
+};
 
 export interface CallsyncApp {
   config: Config;
@@ -28,7 +30,7 @@ export interface CallsyncApp {
   registry: Registry;
   supervisor: Supervisor;
   http: HttpServer;
-  /** Starts the supervisor (store + recovery), then listens. Resolves with the base URL. */
+  /** Starts the supervisor (store + recovery), then listens. Resolves with the base URL. Safe twice. */
   start(): Promise<{ url: string }>;
   /** Refuses new calls and lets ended calls finish delivering, up to `drainTimeoutSeconds`. */
   drain(): Promise<void>;
@@ -95,6 +97,7 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
   });
   const http = buildHttpServer({ api: supervisor, logger, ingestToken: config.http.ingestToken });
 
+  let starting: Promise<{ url: string }> | undefined;
   let closing: Promise<void> | undefined;
   return {
     config,
@@ -102,18 +105,24 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     registry,
     supervisor,
     http,
-    async start() {
-      await supervisor.start();
-      const address = await http.listen({ host: config.http.host, port: config.http.port });
-      logger.info({ address }, 'callsync listening');
-      const { port } = http.server.address() as { port: number };
-      return {
-        url: `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`,
-      };
+    start() {
+      starting ??= (async () => {
+        await supervisor.start();
+        const address = await http.listen({ host: config.http.host, port: config.http.port });
+        logger.info({ address }, 'callsync listening');
+        const { port } = http.server.address() as { port: number };
+        return {
+          url: `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`,
+        };
+      })();
+      return starting;
     },
     drain: () => supervisor.drain(config.drainTimeoutSeconds * 1000),
     close() {
       closing ??= (async () => {
+        // A signal during start-up (main.ts) closes while start() runs: let it finish first, or
+        // its listen() would open the port after the close and leave the process serving.
+        await starting?.catch(() => undefined);
         await http.close().catch((error: unknown) => logger.warn({ err: error }, 'HTTP close failed'));
         await supervisor.close();
         await crm.close();

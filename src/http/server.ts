@@ -174,7 +174,11 @@ export function buildHttpServer(options: HttpServerOptions) {
 
     scope.post('/v1/calls', async (request, reply) => {
       const body = parse(createCallBody, request.body);
-      if (!api.isAccepting()) throw new ApiError('DRAINING', 'callsync is shutting down; retry shortly');
+      if (!api.isAccepting()) {
+        throw api.isReady()
+          ? new ApiError('DRAINING', 'callsync is shutting down; retry shortly')
+          : new ApiError('NOT_READY', 'callsync is starting; retry shortly');
+      }
       const { created, callId, state } = await api.createCall(body);
       return reply.code(created ? 201 : 200).send({ callId, state });
     });

@@ -102,7 +102,12 @@ export class PostgresCallStore implements CallStore {
     const pool = new pg.Pool({ connectionString: this.#connectionString, max: POOL_SIZE });
     // An idle client's error (server restart) must not crash the process; the pool replaces it.
     pool.on('error', () => undefined);
-    await pool.query(schemaSql(this.#schema));
+    try {
+      await pool.query(schemaSql(this.#schema));
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw error;
+    }
     this.#pool = pool;
   }
 

@@ -310,6 +310,39 @@ describe('idempotency keys', () => {
     expect(received.duplicates.upload).toBe(0);
   });
 
+  it('does not let a request whose client left during a delay fault hold its key', async () => {
+    // A sender that gave up (timed out, or was killed) while the CRM was slow; its retry comes later.
+    harness.sandbox.injectFaults('upload', [{ delayMs: 300 }, { delayMs: 300 }]);
+    const { body, contentType } = multipartBody([
+      { name: 'file', fileName: 'call-7.ogg', contentType: 'audio/ogg', data: recordingBytes },
+    ]);
+    const headers = { 'content-type': contentType, 'idempotency-key': 'call-7:recording' };
+    const giveUp = new AbortController();
+    const gaveUp = request(`${harness.url}/upload`, { method: 'POST', headers, body, signal: giveUp.signal });
+    await harness.sandbox.waitForRequests('upload', 1);
+    giveUp.abort();
+    await expect(gaveUp).rejects.toMatchObject({ name: 'AbortError' });
+    // Delays of equal length end in arrival order: once this one is answered, the sandbox has
+    // already taken up the abandoned request.
+    expect((await uploadRequest(harness.url, { 'idempotency-key': 'call-8:recording' })).status).toBe(201);
+
+    const retry = await request(`${harness.url}/upload`, {
+      method: 'POST',
+      headers,
+      body,
+      headersTimeout: 5_000,
+    });
+
+    expect(retry.statusCode).toBe(201);
+    await retry.body.dump();
+    const received = harness.sandbox.received();
+    expect(received.uploads.map((upload) => upload.idempotencyKey)).toEqual([
+      'call-8:recording',
+      'call-7:recording',
+    ]);
+    expect(received.duplicates.upload).toBe(0);
+  });
+
   it('replays concurrent call-data duplicates and stores the document once', async () => {
     const document = makeCallData('call-6');
     const answers = await Promise.all(

@@ -185,6 +185,13 @@ export function createCrmSandbox(options: CrmSandboxOptions): CrmSandbox {
       return;
     }
     const first = entry?.kind === 'first' ? entry : undefined;
+    // The client may have left while this request waited (a `delayMs` fault, or another request
+    // with its key): its body can no longer be read and its 'close' has already fired, so a route
+    // would wait for it forever, holding the key against every retry.
+    if (req.destroyed) {
+      first?.finish(undefined);
+      return;
+    }
 
     let result: HandlerResult<ReceivedUpload> | HandlerResult<ReceivedCallData>;
     try {
