@@ -278,11 +278,8 @@ export class Supervisor implements CallApi {
       snapshot,
       createdAt: new Date(now).toISOString(),
     });
+    // The store keeps one live call per room, so of two concurrent requests only one creates.
     if (!created) return { created: false, callId: call.callId, state: call.state };
-    // A concurrent request for the same room may have attached while the store was written.
-    const raced = this.#byRoom.get(body.roomName);
-    if (raced !== undefined)
-      return { created: false, callId: raced, state: this.#live.get(raced)?.state ?? 'recording' };
 
     this.#attach(callId, body.roomName, actor, snapshot);
     this.#deps.metrics.callStarted({ direction: input.call.direction });

@@ -147,6 +147,14 @@ describe('bad input', () => {
     });
   });
 
+  it('creates one call when the same room is posted many times at once', async () => {
+    h.startLiveKitCall('room-concurrent');
+    const body = { roomName: 'room-concurrent', callerNumber: '+15550102', config: PERSONA_CONFIG };
+    const answers = await Promise.all(Array.from({ length: 8 }, () => h.api('POST', '/v1/calls', body)));
+    expect(answers.map((answer) => answer.status).sort()).toEqual([200, 200, 200, 200, 200, 200, 200, 201]);
+    expect(new Set(answers.map((answer) => answer.body.callId)).size).toBe(1);
+  });
+
   it('keeps serving, and what it accepted before is intact', async () => {
     expect((await h.api('GET', '/healthz')).status).toBe(200);
     expect((await h.api('GET', '/readyz')).status).toBe(200);
