@@ -9,8 +9,9 @@
  * - Errors become JSON-safe `ErrorInfo` (`toErrorInfo`): the `retryable` flag decided where the
  *   error arose is the only thing the retry guards read.
  * - The LiveKit client's lifetime. `liveKit.open` runs when the call's `liveKitClient` actor
- *   starts (on entering `live`) and `liveKit.close` exactly once when it stops (leaving `live`, or
- *   the actor stopping). Egress functions receive the client from the registry of their own call
+ *   starts (on entering `active`, i.e. when the call actor starts, and again on a RETRY) and
+ *   `liveKit.close` exactly once when it stops (reaching `done` or `failed`, or the actor
+ *   stopping). Egress functions receive the client from the registry of their own call
  *   actor (keyed by its actor system), wrapped in a revocable proxy: after close, any use of it,
  *   even through a reference kept by an effect still in flight, throws.
  */

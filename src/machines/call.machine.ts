@@ -1,23 +1,28 @@
 /**
  * One call, from the first second of the conversation to the CRM's acknowledgement.
  *
- *   live (owns the LiveKit client: opened on entry, closed on exit or actor stop)
- *   ├─ recording ─ starting ⇄ backoff     start the egress (3 attempts, then go on without)
- *   ├─ inConversation                     collect transcript items and leads
- *   ├─ callEnded (transient)              `call.end`, `room_finished` or the maximum duration
- *   └─ awaitingEgress                     stop it, then webhook or ListEgress poll, up to a deadline
- *      ├─ stopping → polling ⇄ waiting
- *   egressSettled (transient)             a file → upload it; otherwise post without a recording
- *   uploadingRecording                    upload machine, step `recording`
- *   preparingData (transient)             build the CRM document (`buildCallData`)
- *   postingData                           upload machine, step `call-data`
+ *   active (owns the LiveKit client: opened on entry, closed on exit or actor stop)
+ *   ├─ live
+ *   │  ├─ recording ─ starting ⇄ backoff  start the egress (3 attempts, then go on without)
+ *   │  ├─ inConversation                  collect transcript items and leads
+ *   │  ├─ callEnded (transient)           `call.end`, `room_finished` or the maximum duration
+ *   │  └─ awaitingEgress                  stop it, then webhook or ListEgress poll, up to a deadline
+ *   │     ├─ stopping → polling ⇄ waiting
+ *   ├─ egressSettled (transient)          a file → upload it; otherwise post without a recording
+ *   ├─ uploadingRecording                 upload machine, step `recording`
+ *   ├─ preparingData (transient)          build the CRM document (`buildCallData`)
+ *   └─ postingData                        upload machine, step `call-data`
  *   done (final)                          `delivered` (with recording) or `partial`
  *   failed                                a non-retryable CRM answer or retries exhausted; RETRY
  *                                         re-drives it from the step that failed
  *
- * The LiveKit client is an invoked actor on `live`, so every egress effect (all invoked inside
- * `live`) runs while it is open, and it is closed exactly once when the call leaves `live` or the
- * actor stops. Nothing after `live` needs LiveKit, so a RETRY never reopens it.
+ * The LiveKit client is an invoked actor on `active` (tagged `livekit`), so the actor owns it for
+ * exactly the call's lifetime: it is opened when the actor starts (entering `active`), stays open
+ * through every egress effect (all invoked inside `active.live`) and the CRM steps, and is closed
+ * exactly once on reaching `done` or `failed`, or when the actor stops. A RETRY of a failed call
+ * re-enters `active` and so opens a new client, closed again on `done` or `failed`. (A RETRY
+ * whose call data still cannot be built passes through `active` within one macrostep, so XState
+ * never starts the client at all.)
  *
  * Durable by construction (see `timer.actor.ts`): every deadline and backoff is an invoked timer
  * with an absolute time; context is JSON-safe and holds no secrets; restoring restarts the
@@ -83,8 +88,12 @@ import { EGRESS_START_MAX_ATTEMPTS, jitterSample, retryDelayMs } from './retry-p
 import type { TimerFired, TimerInput, TimerLogic } from './timer.actor.ts';
 import { uploadMachine, type UploadContext, type UploadInput, type UploadOutput } from './upload.machine.ts';
 
-/** Stored with every persisted snapshot; a snapshot of another version is not restored as is. */
-export const CALL_MACHINE_VERSION = 1;
+/**
+ * Stored with every persisted snapshot; a snapshot of another version is not restored as is (the
+ * supervisor leaves such rows alone and logs them). 2: the call's states moved under `active`,
+ * which owns the LiveKit client until `done` or `failed`; version 1 snapshots do not fit it.
+ */
+export const CALL_MACHINE_VERSION = 2;
 
 type CallTimerEvent = { [K in CallTimerEventType]: TimerFired<K> }[CallTimerEventType];
 export type CallEvent = CallExternalEvent | CallTimerEvent;
@@ -367,11 +376,11 @@ const egressStartAttemptFailed = [
   },
   {
     guard: 'hasEnded',
-    target: '#call.live.callEnded',
+    target: '#call.active.live.callEnded',
     actions: { type: 'egressStartGaveUp', params: startFailureParams },
   },
   {
-    target: '#call.live.inConversation',
+    target: '#call.active.live.inConversation',
     actions: { type: 'egressStartGaveUp', params: startFailureParams },
   },
 ] as const;
@@ -379,7 +388,7 @@ const egressStartAttemptFailed = [
 /** The call ended (`call.end`, `room_finished`, maximum duration) from a state that can leave. */
 const callEndedFrom = (alsoGiveUpEgressStart: boolean) =>
   ({
-    target: '#call.live.callEnded',
+    target: '#call.active.live.callEnded',
     actions: [
       { type: 'endCall', params: endParams },
       ...(alsoGiveUpEgressStart ? [{ type: 'egressStartGaveUp', params: { failure: null } } as const] : []),
@@ -389,7 +398,7 @@ const callEndedFrom = (alsoGiveUpEgressStart: boolean) =>
 /** The egress reported its final status by webhook while we wait for it. */
 const egressReportedFinal = {
   guard: { type: 'isOwnFinalEgressReport', params: webhookParams },
-  target: '#call.egressSettled',
+  target: '#call.active.egressSettled',
   actions: { type: 'settleEgress', params: webhookSettlementParams },
 } as const;
 
@@ -412,7 +421,7 @@ const collecting = {
 } as const;
 
 /** One CRM step through the upload machine; `next` is where an acknowledgement leads. */
-const deliveryInvoke = (id: string, step: DeliveryStep, next: '#call.preparingData' | '#call.done') =>
+const deliveryInvoke = (id: string, step: DeliveryStep, next: '#call.active.preparingData' | '#call.done') =>
   ({
     id,
     src: 'delivery',
@@ -476,7 +485,7 @@ export const callMachine = setup({
     tags: {} as 'livekit' | 'collecting',
   },
   actors: {
-    /** Opens the call's LiveKit client; its cleanup closes it. Invoked on `live`, nowhere else. */
+    /** Opens the call's LiveKit client; its cleanup closes it. Invoked on `active`, nowhere else. */
     liveKitClient: fromCallback<EventObject, LiveKitClientInput>(() => {
       throw notProvided('liveKitClient');
     }),
@@ -786,10 +795,11 @@ export const callMachine = setup({
   id: 'call',
   version: String(CALL_MACHINE_VERSION),
   context: ({ input }) => initialContext(input),
-  initial: 'live',
+  initial: 'active',
   states: {
-    live: {
-      tags: ['livekit', 'collecting'],
+    // The call's whole lifetime up to `done` or `failed`: the LiveKit client is open throughout.
+    active: {
+      tags: ['livekit'],
       invoke: {
         id: 'liveKitClient',
         src: 'liveKitClient',
@@ -797,269 +807,287 @@ export const callMachine = setup({
         // Opening failed: every egress effect then fails too, and the call goes on without a recording.
         onError: reportFault('liveKitClient'),
       },
-      on: collecting,
-      initial: 'recording',
+      initial: 'live',
       states: {
-        recording: {
-          entry: { type: 'emitStateEntered', params: enteredParams('recording') },
-          invoke: {
-            id: 'maxCallTimer',
-            src: 'timer',
-            input: ({ context }) => ({ at: context.maxCallEndsAt, event: 'timer.max_call_duration' }),
-            onError: reportFault('maxCallTimer'),
-          },
-          initial: 'starting',
+        live: {
+          tags: ['collecting'],
+          on: collecting,
+          initial: 'recording',
           states: {
-            starting: {
-              invoke: [
-                {
-                  id: 'startEgress',
-                  src: 'startEgress',
-                  input: ({ context }) => ({
-                    callId: context.call.callId,
-                    roomName: context.call.roomName,
-                    egressId: context.egress.id,
-                    attempt: context.egress.startAttempts,
-                  }),
-                  onDone: [
+            recording: {
+              entry: { type: 'emitStateEntered', params: enteredParams('recording') },
+              invoke: {
+                id: 'maxCallTimer',
+                src: 'timer',
+                input: ({ context }) => ({ at: context.maxCallEndsAt, event: 'timer.max_call_duration' }),
+                onError: reportFault('maxCallTimer'),
+              },
+              initial: 'starting',
+              states: {
+                starting: {
+                  invoke: [
                     {
-                      guard: 'hasEnded',
-                      target: '#call.live.callEnded',
-                      actions: { type: 'egressStarted', params: ({ event }) => ({ started: event.output }) },
+                      id: 'startEgress',
+                      src: 'startEgress',
+                      input: ({ context }) => ({
+                        callId: context.call.callId,
+                        roomName: context.call.roomName,
+                        egressId: context.egress.id,
+                        attempt: context.egress.startAttempts,
+                      }),
+                      onDone: [
+                        {
+                          guard: 'hasEnded',
+                          target: '#call.active.live.callEnded',
+                          actions: {
+                            type: 'egressStarted',
+                            params: ({ event }) => ({ started: event.output }),
+                          },
+                        },
+                        {
+                          target: '#call.active.live.inConversation',
+                          actions: {
+                            type: 'egressStarted',
+                            params: ({ event }) => ({ started: event.output }),
+                          },
+                        },
+                      ],
+                      onError: egressStartAttemptFailed,
                     },
                     {
-                      target: '#call.live.inConversation',
-                      actions: { type: 'egressStarted', params: ({ event }) => ({ started: event.output }) },
+                      id: 'egressStartTimeout',
+                      src: 'timer',
+                      input: ({ context }) => ({
+                        at: context.egress.startDeadlineAt ?? context.createdAt,
+                        event: 'timer.egress_start_timeout',
+                      }),
+                      onError: reportFault('egressStartTimeout'),
                     },
                   ],
-                  onError: egressStartAttemptFailed,
+                  on: {
+                    'timer.egress_start_timeout': egressStartAttemptFailed,
+                    // The call ended while StartEgress is in flight: let that attempt settle (it is
+                    // bounded by its timeout) so an egress it started gets stopped, not orphaned.
+                    'call.end': { guard: 'notEnded', actions: { type: 'endCall', params: endParams } },
+                    'livekit.room_finished': {
+                      guard: 'notEnded',
+                      actions: { type: 'endCall', params: endParams },
+                    },
+                    'timer.max_call_duration': {
+                      guard: 'notEnded',
+                      actions: { type: 'endCall', params: endParams },
+                    },
+                  },
                 },
+                backoff: {
+                  invoke: {
+                    id: 'egressStartRetry',
+                    src: 'timer',
+                    input: ({ context }) => ({
+                      at: context.egress.nextStartAt ?? context.createdAt,
+                      event: 'timer.egress_start_retry',
+                    }),
+                    // A broken timer retries at once: still bounded by EGRESS_START_MAX_ATTEMPTS.
+                    onError: {
+                      target: 'starting',
+                      actions: [
+                        {
+                          type: 'beginEgressStartAttempt',
+                          params: ({ context }) => ({ at: context.egress.nextStartAt ?? context.createdAt }),
+                        },
+                        reportFault('egressStartRetry').actions,
+                      ],
+                    },
+                  },
+                  on: {
+                    'timer.egress_start_retry': {
+                      target: 'starting',
+                      actions: { type: 'beginEgressStartAttempt', params: ({ event }) => ({ at: event.at }) },
+                    },
+                    'call.end': callEndedFrom(true),
+                    'livekit.room_finished': callEndedFrom(true),
+                    'timer.max_call_duration': callEndedFrom(true),
+                  },
+                },
+              },
+            },
+            inConversation: {
+              entry: { type: 'emitStateEntered', params: enteredParams('inConversation') },
+              invoke: {
+                id: 'maxCallTimer',
+                src: 'timer',
+                input: ({ context }) => ({ at: context.maxCallEndsAt, event: 'timer.max_call_duration' }),
+                onError: reportFault('maxCallTimer'),
+              },
+              on: {
+                'call.end': callEndedFrom(false),
+                'livekit.room_finished': callEndedFrom(false),
+                'timer.max_call_duration': callEndedFrom(false),
+                // The egress died mid-call (or hit its limit): remember it; nothing to stop later.
+                'livekit.egress_ended': {
+                  guard: { type: 'isOwnFinalEgressReport', params: webhookParams },
+                  actions: {
+                    type: 'recordReportedOutcome',
+                    params: ({ event }) => ({ outcome: event.outcome }),
+                  },
+                },
+                'livekit.egress_updated': {
+                  guard: { type: 'isOwnFinalEgressReport', params: webhookParams },
+                  actions: {
+                    type: 'recordReportedOutcome',
+                    params: ({ event }) => ({ outcome: event.outcome }),
+                  },
+                },
+              },
+            },
+            callEnded: {
+              always: [
+                { guard: 'egressNeedsAwaiting', target: 'awaitingEgress' },
                 {
-                  id: 'egressStartTimeout',
-                  src: 'timer',
-                  input: ({ context }) => ({
-                    at: context.egress.startDeadlineAt ?? context.createdAt,
-                    event: 'timer.egress_start_timeout',
-                  }),
-                  onError: reportFault('egressStartTimeout'),
+                  target: '#call.active.egressSettled',
+                  actions: {
+                    type: 'settleEgress',
+                    params: ({ context }) => ({ settlement: settlementWithoutWaiting(context) }),
+                  },
                 },
               ],
-              on: {
-                'timer.egress_start_timeout': egressStartAttemptFailed,
-                // The call ended while StartEgress is in flight: let that attempt settle (it is
-                // bounded by its timeout) so an egress it started gets stopped, not orphaned.
-                'call.end': { guard: 'notEnded', actions: { type: 'endCall', params: endParams } },
-                'livekit.room_finished': {
-                  guard: 'notEnded',
-                  actions: { type: 'endCall', params: endParams },
-                },
-                'timer.max_call_duration': {
-                  guard: 'notEnded',
-                  actions: { type: 'endCall', params: endParams },
-                },
-              },
             },
-            backoff: {
+            awaitingEgress: {
+              entry: { type: 'emitStateEntered', params: enteredParams('awaitingEgress') },
               invoke: {
-                id: 'egressStartRetry',
+                id: 'egressDeadline',
                 src: 'timer',
                 input: ({ context }) => ({
-                  at: context.egress.nextStartAt ?? context.createdAt,
-                  event: 'timer.egress_start_retry',
+                  at: context.egressDeadlineAt ?? context.createdAt,
+                  event: 'timer.egress_deadline',
                 }),
-                // A broken timer retries at once: still bounded by EGRESS_START_MAX_ATTEMPTS.
-                onError: {
-                  target: 'starting',
-                  actions: [
-                    {
-                      type: 'beginEgressStartAttempt',
-                      params: ({ context }) => ({ at: context.egress.nextStartAt ?? context.createdAt }),
-                    },
-                    reportFault('egressStartRetry').actions,
-                  ],
-                },
+                onError: reportFault('egressDeadline'),
               },
               on: {
-                'timer.egress_start_retry': {
-                  target: 'starting',
-                  actions: { type: 'beginEgressStartAttempt', params: ({ event }) => ({ at: event.at }) },
+                'livekit.egress_ended': egressReportedFinal,
+                'livekit.egress_updated': egressReportedFinal,
+                'timer.egress_deadline': {
+                  target: '#call.active.egressSettled',
+                  actions: {
+                    type: 'settleEgress',
+                    params: ({ event }) => ({
+                      settlement: { status: 'timed_out', file: null, via: 'deadline', at: event.at },
+                    }),
+                  },
                 },
-                'call.end': callEndedFrom(true),
-                'livekit.room_finished': callEndedFrom(true),
-                'timer.max_call_duration': callEndedFrom(true),
+              },
+              initial: 'stopping',
+              states: {
+                stopping: {
+                  invoke: {
+                    id: 'stopEgress',
+                    src: 'stopEgress',
+                    input: ({ context }) => egressRef(context),
+                    onDone: { target: 'polling' },
+                    // However stopping failed, the egress's final status decides: poll on.
+                    onError: {
+                      target: 'polling',
+                      actions: {
+                        type: 'egressStopFailed',
+                        params: ({ context, event }) => ({
+                          failure: failureOf(event.error, context.end?.at ?? context.createdAt),
+                        }),
+                      },
+                    },
+                  },
+                },
+                polling: {
+                  invoke: {
+                    id: 'checkEgress',
+                    src: 'checkEgress',
+                    input: ({ context }) => egressRef(context),
+                    onDone: [
+                      {
+                        guard: {
+                          type: 'isFinalOutcome',
+                          params: ({ event }) => ({ outcome: event.output.result }),
+                        },
+                        target: '#call.active.egressSettled',
+                        actions: {
+                          type: 'settleEgress',
+                          params: ({ event }) => ({
+                            settlement: settlementOf(event.output.result, 'poll', event.output.at),
+                          }),
+                        },
+                      },
+                      {
+                        target: 'waiting',
+                        actions: { type: 'schedulePoll', params: ({ event }) => ({ at: event.output.at }) },
+                      },
+                    ],
+                    onError: {
+                      target: 'waiting',
+                      actions: {
+                        type: 'schedulePoll',
+                        params: ({ context, event }) => ({
+                          at: failureOf(event.error, context.end?.at ?? context.createdAt).at,
+                        }),
+                      },
+                    },
+                  },
+                },
+                waiting: {
+                  invoke: {
+                    id: 'egressPoll',
+                    src: 'timer',
+                    input: ({ context }) => ({
+                      at: context.egress.nextPollAt ?? context.createdAt,
+                      event: 'timer.egress_poll',
+                    }),
+                    onError: reportFault('egressPoll'),
+                  },
+                  on: { 'timer.egress_poll': { target: 'polling' } },
+                },
               },
             },
           },
         },
-        inConversation: {
-          entry: { type: 'emitStateEntered', params: enteredParams('inConversation') },
-          invoke: {
-            id: 'maxCallTimer',
-            src: 'timer',
-            input: ({ context }) => ({ at: context.maxCallEndsAt, event: 'timer.max_call_duration' }),
-            onError: reportFault('maxCallTimer'),
-          },
-          on: {
-            'call.end': callEndedFrom(false),
-            'livekit.room_finished': callEndedFrom(false),
-            'timer.max_call_duration': callEndedFrom(false),
-            // The egress died mid-call (or hit its limit): remember it; nothing to stop later.
-            'livekit.egress_ended': {
-              guard: { type: 'isOwnFinalEgressReport', params: webhookParams },
-              actions: { type: 'recordReportedOutcome', params: ({ event }) => ({ outcome: event.outcome }) },
-            },
-            'livekit.egress_updated': {
-              guard: { type: 'isOwnFinalEgressReport', params: webhookParams },
-              actions: { type: 'recordReportedOutcome', params: ({ event }) => ({ outcome: event.outcome }) },
-            },
-          },
+        egressSettled: {
+          always: [{ guard: 'hasRecordingFile', target: 'uploadingRecording' }, { target: 'preparingData' }],
         },
-        callEnded: {
+        uploadingRecording: {
+          tags: ['collecting'],
+          entry: [
+            { type: 'emitStateEntered', params: enteredParams('uploadingRecording') },
+            { type: 'beginDelivery', params: { step: 'recording' } },
+          ],
+          on: collecting,
+          invoke: deliveryInvoke('recordingUpload', 'recording', '#call.active.preparingData'),
+        },
+        preparingData: {
           always: [
-            { guard: 'egressNeedsAwaiting', target: 'awaitingEgress' },
+            { guard: 'callDataBuilds', target: 'postingData' },
             {
-              target: '#call.egressSettled',
+              target: '#call.failed',
               actions: {
-                type: 'settleEgress',
-                params: ({ context }) => ({ settlement: settlementWithoutWaiting(context) }),
+                type: 'deliveryFailed',
+                params: ({ context, event }) => {
+                  const built = callDataOf(context);
+                  return {
+                    step: 'call-data',
+                    error: built.ok ? unknownError : built.error,
+                    attempts: 0,
+                    at: eventTime(event) ?? context.createdAt,
+                    lastAttemptFailed: false,
+                  };
+                },
               },
             },
           ],
         },
-        awaitingEgress: {
-          entry: { type: 'emitStateEntered', params: enteredParams('awaitingEgress') },
-          invoke: {
-            id: 'egressDeadline',
-            src: 'timer',
-            input: ({ context }) => ({
-              at: context.egressDeadlineAt ?? context.createdAt,
-              event: 'timer.egress_deadline',
-            }),
-            onError: reportFault('egressDeadline'),
-          },
-          on: {
-            'livekit.egress_ended': egressReportedFinal,
-            'livekit.egress_updated': egressReportedFinal,
-            'timer.egress_deadline': {
-              target: '#call.egressSettled',
-              actions: {
-                type: 'settleEgress',
-                params: ({ event }) => ({
-                  settlement: { status: 'timed_out', file: null, via: 'deadline', at: event.at },
-                }),
-              },
-            },
-          },
-          initial: 'stopping',
-          states: {
-            stopping: {
-              invoke: {
-                id: 'stopEgress',
-                src: 'stopEgress',
-                input: ({ context }) => egressRef(context),
-                onDone: { target: 'polling' },
-                // However stopping failed, the egress's final status decides: poll on.
-                onError: {
-                  target: 'polling',
-                  actions: {
-                    type: 'egressStopFailed',
-                    params: ({ context, event }) => ({
-                      failure: failureOf(event.error, context.end?.at ?? context.createdAt),
-                    }),
-                  },
-                },
-              },
-            },
-            polling: {
-              invoke: {
-                id: 'checkEgress',
-                src: 'checkEgress',
-                input: ({ context }) => egressRef(context),
-                onDone: [
-                  {
-                    guard: {
-                      type: 'isFinalOutcome',
-                      params: ({ event }) => ({ outcome: event.output.result }),
-                    },
-                    target: '#call.egressSettled',
-                    actions: {
-                      type: 'settleEgress',
-                      params: ({ event }) => ({
-                        settlement: settlementOf(event.output.result, 'poll', event.output.at),
-                      }),
-                    },
-                  },
-                  {
-                    target: 'waiting',
-                    actions: { type: 'schedulePoll', params: ({ event }) => ({ at: event.output.at }) },
-                  },
-                ],
-                onError: {
-                  target: 'waiting',
-                  actions: {
-                    type: 'schedulePoll',
-                    params: ({ context, event }) => ({
-                      at: failureOf(event.error, context.end?.at ?? context.createdAt).at,
-                    }),
-                  },
-                },
-              },
-            },
-            waiting: {
-              invoke: {
-                id: 'egressPoll',
-                src: 'timer',
-                input: ({ context }) => ({
-                  at: context.egress.nextPollAt ?? context.createdAt,
-                  event: 'timer.egress_poll',
-                }),
-                onError: reportFault('egressPoll'),
-              },
-              on: { 'timer.egress_poll': { target: 'polling' } },
-            },
-          },
+        postingData: {
+          entry: [
+            { type: 'emitStateEntered', params: enteredParams('postingData') },
+            { type: 'beginDelivery', params: { step: 'call-data' } },
+          ],
+          invoke: deliveryInvoke('callDataPost', 'call-data', '#call.done'),
         },
       },
-    },
-    egressSettled: {
-      always: [{ guard: 'hasRecordingFile', target: 'uploadingRecording' }, { target: 'preparingData' }],
-    },
-    uploadingRecording: {
-      tags: ['collecting'],
-      entry: [
-        { type: 'emitStateEntered', params: enteredParams('uploadingRecording') },
-        { type: 'beginDelivery', params: { step: 'recording' } },
-      ],
-      on: collecting,
-      invoke: deliveryInvoke('recordingUpload', 'recording', '#call.preparingData'),
-    },
-    preparingData: {
-      always: [
-        { guard: 'callDataBuilds', target: 'postingData' },
-        {
-          target: 'failed',
-          actions: {
-            type: 'deliveryFailed',
-            params: ({ context, event }) => {
-              const built = callDataOf(context);
-              return {
-                step: 'call-data',
-                error: built.ok ? unknownError : built.error,
-                attempts: 0,
-                at: eventTime(event) ?? context.createdAt,
-                lastAttemptFailed: false,
-              };
-            },
-          },
-        },
-      ],
-    },
-    postingData: {
-      entry: [
-        { type: 'emitStateEntered', params: enteredParams('postingData') },
-        { type: 'beginDelivery', params: { step: 'call-data' } },
-      ],
-      invoke: deliveryInvoke('callDataPost', 'call-data', '#call.done'),
     },
     failed: {
       entry: [{ type: 'emitStateEntered', params: enteredParams('failed') }, 'emitFailed'],
@@ -1067,11 +1095,11 @@ export const callMachine = setup({
         'call.retry': [
           {
             guard: 'retryFromRecording',
-            target: 'uploadingRecording',
+            target: '#call.active.uploadingRecording',
             actions: { type: 'retry', params: ({ event }) => ({ step: 'recording', at: event.at }) },
           },
           {
-            target: 'preparingData',
+            target: '#call.active.preparingData',
             actions: { type: 'retry', params: ({ event }) => ({ step: 'call-data', at: event.at }) },
           },
         ],

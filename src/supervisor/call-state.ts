@@ -4,10 +4,11 @@
  * `postingData`, `done`, `failed`), and whether the call is still live, finished or waiting for
  * an operator.
  *
- * The machine nests its live states and has short internal steps (`callEnded`,
- * `egressSettled`, `preparingData`); those are folded into the card state they belong to, so
- * the store's `state` column, `GET /v1/calls?state=` and the `callsync_calls_active{state}`
- * gauge all speak the same small vocabulary.
+ * The machine nests its states (`active` wraps the whole call up to `done`/`failed`, `live` the
+ * part before the egress settles; neither is a card state of its own) and has short internal
+ * steps (`callEnded`, `egressSettled`, `preparingData`); those are folded into the card state
+ * they belong to, so the store's `state` column, `GET /v1/calls?state=` and the
+ * `callsync_calls_active{state}` gauge all speak the same small vocabulary.
  */
 import type { StateValue } from 'xstate';
 import type { CallStateName } from '../machines/call.events.ts';
@@ -36,17 +37,21 @@ export const CALL_STATE_NAMES: readonly CallStateName[] = [
   'failed',
 ];
 
-/** The card state of a machine state value (`{ live: 'recording' }` → `recording`). */
+/**
+ * The card state of a machine state value: the outermost state on the path that has a card
+ * state (`{ active: { live: 'recording' } }` → `recording`,
+ * `{ active: { live: { awaitingEgress: 'polling' } } }` → `awaitingEgress`,
+ * `{ active: 'preparingData' }` → `postingData`, `'failed'` → `failed`). The wrappers `active` and
+ * `live` are descended through.
+ */
 export function callStateOf(value: StateValue): CallStateName {
   let current: StateValue = value;
-  // Descend to the innermost known state: `{ live: { awaitingEgress: 'polling' } }` → awaitingEgress.
-  let found: CallStateName | undefined;
   for (;;) {
-    if (typeof current === 'string') return FOLDED[current] ?? found ?? 'recording';
+    if (typeof current === 'string') return FOLDED[current] ?? 'recording';
     const [key, child] = Object.entries(current)[0] ?? [];
-    if (key === undefined || child === undefined) return found ?? 'recording';
-    found = FOLDED[key] ?? found;
-    if (FOLDED[key] && key !== 'live') return FOLDED[key];
+    if (key === undefined) return 'recording';
+    const folded = FOLDED[key];
+    if (folded !== undefined || child === undefined) return folded ?? 'recording';
     current = child;
   }
 }

@@ -9,9 +9,11 @@ import {
   createActor,
   createMachine,
   fromCallback,
+  getInitialSnapshot,
   spawnChild,
   type AnyStateMachine,
   type EventObject,
+  type StateValue,
 } from 'xstate';
 import type { CallData } from '../../src/payload/call-data.ts';
 import { CALL_MACHINE_VERSION, callMachine } from '../../src/machines/call.machine.ts';
@@ -51,7 +53,7 @@ async function toPostingData(h: CallHarness, endedAtOffsetMs = 60_000): Promise<
   await h.advanceTo(h.context.egress.nextPollAt!);
   await h.resolve('checkEgress', { status: 'complete', file: RECORDING_FILE });
   await h.resolve('uploadRecording', DELIVERED_RECORDING);
-  expect(h.snapshot.value).toBe('postingData');
+  expect(h.snapshot.value).toEqual({ active: 'postingData' });
 }
 
 function postedDocument(h: CallHarness): CallData {
@@ -117,7 +119,7 @@ describe('collecting', () => {
     });
     h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
     await flush();
-    expect(h.snapshot.value).toBe('uploadingRecording');
+    expect(h.snapshot.value).toEqual({ active: 'uploadingRecording' });
     h.send({ type: 'call.transcript', items: [item('late', 500, 'Bye')], at: 0 });
     await h.resolve('uploadRecording', DELIVERED_RECORDING);
     h.send({ type: 'call.transcript', items: [item('too-late', 600, 'Hm?')], at: 0 });
@@ -151,7 +153,7 @@ describe('egress', () => {
       writes.push({ value: snapshot.value, egressId: snapshot.context.egress.id }),
     );
     await h.resolve('startEgress', { egressId: EGRESS_ID });
-    expect(writes[0]).toEqual({ value: { live: 'inConversation' }, egressId: EGRESS_ID });
+    expect(writes[0]).toEqual({ value: { active: { live: 'inConversation' } }, egressId: EGRESS_ID });
     expect(JSON.parse(h.persistedJson)).toMatchObject({ context: { egress: { id: EGRESS_ID } } });
     expect(h.emitted.find((event) => event.type === 'call.egress_started')).toMatchObject({
       egressId: EGRESS_ID,
@@ -169,7 +171,7 @@ describe('egress', () => {
       egressId: EGRESS_ID,
     });
     await h.reject('stopEgress', retryableError('LIVEKIT_UNAVAILABLE'));
-    expect(h.snapshot.value).toEqual({ live: { awaitingEgress: 'polling' } });
+    expect(h.snapshot.value).toEqual({ active: { live: { awaitingEgress: 'polling' } } });
     expect(h.emitted.find((event) => event.type === 'call.egress_stop_failed')).toMatchObject({
       egressId: EGRESS_ID,
       error: { code: 'LIVEKIT_UNAVAILABLE' },
@@ -188,7 +190,7 @@ describe('egress', () => {
       at: 0,
     });
     h.send({ type: 'livekit.egress_updated', egressId: EGRESS_ID, outcome: { status: 'active' }, at: 0 });
-    expect(h.snapshot.value).toEqual({ live: { awaitingEgress: 'stopping' } });
+    expect(h.snapshot.value).toEqual({ active: { live: { awaitingEgress: 'stopping' } } });
   });
 
   it('gives up waiting at the egress deadline and posts without a recording', async () => {
@@ -203,7 +205,7 @@ describe('egress', () => {
       if (h.effects.inFlight('checkEgress')) await h.resolve('checkEgress', { status: 'active' });
       await h.advanceTo(Math.min(deadline, h.context.egress.nextPollAt ?? deadline));
     }
-    expect(h.snapshot.value).toBe('postingData');
+    expect(h.snapshot.value).toEqual({ active: 'postingData' });
     expect(h.emitted.find((event) => event.type === 'call.egress_final')).toMatchObject({
       status: 'timed_out',
       via: 'deadline',
@@ -278,7 +280,7 @@ describe('emitted events', () => {
 });
 
 describe('failed and RETRY', () => {
-  it('keeps the CRM answer, and a RETRY posts again without repeating the acknowledged upload or reopening LiveKit', async () => {
+  it('keeps the CRM answer, and a RETRY posts again without repeating the acknowledged upload, with a new LiveKit client', async () => {
     const h = new CallHarness();
     await toPostingData(h);
     await h.reject('postCallData', fatalError('CRM_REJECTED'));
@@ -293,18 +295,21 @@ describe('failed and RETRY', () => {
       step: 'call-data',
       reason: { code: 'CRM_REJECTED' },
     });
-    const opens = h.effects.opens;
+    // Failed: the call's client was closed once.
+    expect([h.effects.opens, h.effects.closes, h.effects.openClientCount]).toEqual([1, 1, 0]);
 
-    // Days later, after a restart.
+    // Days later, after a restart: restoring a failed call opens nothing.
     await h.crash(3 * 24 * 3_600_000);
+    expect([h.effects.opens, h.effects.closes]).toEqual([1, 1]);
     h.send({ type: 'call.retry', at: h.clock.now() });
     await flush();
-    expect(h.snapshot.value).toBe('postingData');
+    expect(h.snapshot.value).toEqual({ active: 'postingData' });
+    expect([h.effects.opens, h.effects.closes, h.effects.openClientCount]).toEqual([2, 1, 1]);
     await h.resolve('postCallData', { status: 201 });
     expect(h.snapshot.output).toMatchObject({ outcome: 'delivered' });
     expect(h.effects.crmRequests.get(`${CALL_ID}:recording`)).toBe(1);
     expect(h.effects.crmRequests.get(`${CALL_ID}:call-data`)).toBe(2);
-    expect(h.effects.opens).toBe(opens);
+    expect([h.effects.opens, h.effects.closes, h.effects.openClientCount]).toEqual([2, 2, 0]);
     expect(h.context.retries).toBe(1);
     expect(h.problems()).toEqual([]);
   });
@@ -324,7 +329,7 @@ describe('failed and RETRY', () => {
     expect(h.context.failure).toMatchObject({ step: 'recording' });
     h.send({ type: 'call.retry', at: h.clock.now() });
     await flush();
-    expect(h.snapshot.value).toBe('uploadingRecording');
+    expect(h.snapshot.value).toEqual({ active: 'uploadingRecording' });
     expect((h.effects.take('uploadRecording').input as UploadRecordingRequest).file).toEqual(RECORDING_FILE);
   });
 
@@ -332,18 +337,65 @@ describe('failed and RETRY', () => {
     const h = new CallHarness();
     h.send({ type: 'call.retry', at: 0 });
     await flush();
-    expect(h.snapshot.value).toEqual({ live: { recording: 'starting' } });
+    expect(h.snapshot.value).toEqual({ active: { live: { recording: 'starting' } } });
     expect(h.context.retries).toBe(0);
   });
 });
 
 describe('the LiveKit client', () => {
-  it('is opened once on start and closed once, on leaving the egress phase or on stop', () => {
+  const openCloses = (h: CallHarness) => [h.effects.opens, h.effects.closes, h.effects.openClientCount];
+
+  it('is opened once when the actor starts and closed once on stop', () => {
     const h = new CallHarness();
-    expect([h.effects.opens, h.effects.closes]).toEqual([1, 0]);
+    expect(openCloses(h)).toEqual([1, 0, 1]);
     h.actor.stop();
     h.actor.stop();
-    expect([h.effects.opens, h.effects.closes]).toEqual([1, 1]);
+    expect(openCloses(h)).toEqual([1, 1, 0]);
+  });
+
+  it('stays open for the whole call, through both CRM steps, and is closed once on done', async () => {
+    const h = new CallHarness();
+    const seen: unknown[] = [];
+    h.actor.subscribe((snapshot) => {
+      if (snapshot.status === 'active') seen.push([snapshot.value, h.effects.openClientCount]);
+    });
+    await toPostingData(h);
+    expect(openCloses(h)).toEqual([1, 0, 1]);
+    expect(seen).toContainEqual([{ active: 'uploadingRecording' }, 1]);
+    expect(seen).toContainEqual([{ active: 'postingData' }, 1]);
+    expect(seen.every((entry) => (entry as [unknown, number])[1] === 1)).toBe(true);
+    await h.resolve('postCallData', { status: 201 });
+    expect(h.snapshot.status).toBe('done');
+    expect(openCloses(h)).toEqual([1, 1, 0]);
+    h.actor.stop();
+    expect(openCloses(h)).toEqual([1, 1, 0]);
+    expect(h.effects.violations).toEqual([]);
+  });
+
+  it('is closed once on failed, and a RETRY opens a new one, closed again on failed', async () => {
+    const h = new CallHarness();
+    await toPostingData(h);
+    await h.reject('postCallData', fatalError('CRM_REJECTED'));
+    expect(h.snapshot.value).toBe('failed');
+    expect(openCloses(h)).toEqual([1, 1, 0]);
+    h.send({ type: 'call.retry', at: h.clock.now() });
+    await flush();
+    expect(openCloses(h)).toEqual([2, 1, 1]);
+    await h.reject('postCallData', fatalError('CRM_REJECTED'));
+    expect(h.snapshot.value).toBe('failed');
+    expect(openCloses(h)).toEqual([2, 2, 0]);
+    expect(h.problems()).toEqual([]);
+    h.actor.stop();
+    expect(openCloses(h)).toEqual([2, 2, 0]);
+    expect(h.effects.violations).toEqual([]);
+  });
+
+  it('is closed once when the actor stops while the call data is posted', async () => {
+    const h = new CallHarness();
+    await toPostingData(h);
+    h.actor.stop();
+    expect(openCloses(h)).toEqual([1, 1, 0]);
+    expect(h.effects.violations).toEqual([]);
   });
 
   it('cannot be used after it was closed, even through a reference an effect kept', async () => {
@@ -360,9 +412,36 @@ describe('the LiveKit client', () => {
     await flush();
     expect(kept?.isOpen).toBe(true);
     h.send({ type: 'livekit.egress_ended', egressId: EGRESS_ID, outcome: { status: 'failed' }, at: 0 });
-    expect(h.snapshot.value).toBe('postingData');
+    expect(h.snapshot.value).toEqual({ active: 'postingData' });
+    // Still the call's client while the CRM steps run.
+    expect(kept?.isOpen).toBe(true);
+    await h.resolve('postCallData', { status: 201 });
+    expect(h.snapshot.status).toBe('done');
     expect(() => kept?.isOpen).toThrow(TypeError);
     expect(h.effects.closes).toBe(1);
+  });
+
+  it('is owned by every state of the call but done and failed (the livekit tag)', () => {
+    interface NodeLike {
+      id: string;
+      path: string[];
+      states: Record<string, NodeLike>;
+    }
+    const initial = getInitialSnapshot(callMachine, makeCallInput());
+    const valueOf = (path: readonly string[]): StateValue =>
+      path.length === 1 ? path[0]! : { [path[0]!]: valueOf(path.slice(1)) };
+    const tagged: Record<string, boolean> = {};
+    const visit = (node: NodeLike) => {
+      const snapshot =
+        node.path.length === 0
+          ? initial
+          : callMachine.resolveState({ value: valueOf(node.path), context: initial.context });
+      tagged[node.id] = snapshot.hasTag('livekit');
+      Object.values(node.states).forEach(visit);
+    };
+    visit(callMachine.root);
+    expect(Object.keys(tagged)).toHaveLength(18);
+    expect(Object.keys(tagged).filter((id) => !tagged[id])).toEqual(['call.failed', 'call.done']);
   });
 
   it('reports a failing close without disturbing the call', () => {
@@ -422,7 +501,7 @@ describe('durability', () => {
       actor.start();
       for (let tick = 0; tick < 10; tick += 1) await flush();
       expect(actor.getSnapshot().status).toBe('active');
-      expect(actor.getSnapshot().value).toEqual({ live: 'inConversation' });
+      expect(actor.getSnapshot().value).toEqual({ active: { live: 'inConversation' } });
       expect(actor.getSnapshot().context.egress).toMatchObject({ unavailable: true, startAttempts: 3 });
       expect(emitted.filter((event) => event.type === 'call.fault').length).toBeGreaterThan(0);
       actor.stop();

@@ -175,7 +175,7 @@ export function callModelEvents(snapshot: CallSnapshot): ModelEvent[] {
     { type: 'call.end', endedAt: iso(T0 + 60_000), status: 'completed', reason: 'caller hung up', at: AT },
     { type: 'livekit.room_finished', at: AT },
   ];
-  if (at({ live: { recording: 'starting' } })) {
+  if (at({ active: { live: { recording: 'starting' } } })) {
     events.push(
       done('startEgress', stamped({ egressId: EGRESS_ID })),
       error('startEgress', failure('LIVEKIT_UNAVAILABLE', true)),
@@ -184,8 +184,9 @@ export function callModelEvents(snapshot: CallSnapshot): ModelEvent[] {
       ...endEvents,
     );
   }
-  if (at({ live: { recording: 'backoff' } })) events.push(timer('timer.egress_start_retry'), ...endEvents);
-  if (at({ live: 'inConversation' })) {
+  if (at({ active: { live: { recording: 'backoff' } } }))
+    events.push(timer('timer.egress_start_retry'), ...endEvents);
+  if (at({ active: { live: 'inConversation' } })) {
     events.push(
       ...endEvents,
       timer('timer.max_call_duration'),
@@ -196,7 +197,7 @@ export function callModelEvents(snapshot: CallSnapshot): ModelEvent[] {
       webhook('livekit.egress_ended', 'EG_OTHER', COMPLETE),
     );
   }
-  if (at({ live: 'awaitingEgress' })) {
+  if (at({ active: { live: 'awaitingEgress' } })) {
     events.push(
       webhook('livekit.egress_ended', EGRESS_ID, COMPLETE),
       webhook('livekit.egress_ended', EGRESS_ID, ABORTED),
@@ -205,7 +206,7 @@ export function callModelEvents(snapshot: CallSnapshot): ModelEvent[] {
       webhook('livekit.egress_ended', 'EG_OTHER', COMPLETE),
     );
   }
-  if (at({ live: { awaitingEgress: 'stopping' } })) {
+  if (at({ active: { live: { awaitingEgress: 'stopping' } } })) {
     events.push(
       done('stopEgress', stamped({ alreadyEnded: false })),
       done('stopEgress', stamped({ alreadyEnded: true })),
@@ -213,14 +214,15 @@ export function callModelEvents(snapshot: CallSnapshot): ModelEvent[] {
       timer('timer.egress_deadline'),
     );
   }
-  if (at({ live: { awaitingEgress: 'polling' } })) {
+  if (at({ active: { live: { awaitingEgress: 'polling' } } })) {
     for (const outcome of [ACTIVE, COMPLETE, LIMIT_REACHED, FAILED, ABORTED, COMPLETE_NO_FILE]) {
       events.push(done('checkEgress', stamped(outcome)));
     }
     events.push(error('checkEgress', failure('LIVEKIT_UNAVAILABLE', true)), timer('timer.egress_deadline'));
   }
-  if (at({ live: { awaitingEgress: 'waiting' } })) events.push(timer('timer.egress_poll'));
-  if (at('uploadingRecording') || at('postingData')) events.push(...deliveryEvents(context));
+  if (at({ active: { live: { awaitingEgress: 'waiting' } } })) events.push(timer('timer.egress_poll'));
+  if (at({ active: 'uploadingRecording' }) || at({ active: 'postingData' }))
+    events.push(...deliveryEvents(context));
   if (at('failed')) events.push({ type: 'call.retry', at: AT });
   return events;
 }

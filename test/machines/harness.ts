@@ -407,10 +407,22 @@ export class CallHarness extends Harness<CallActor, CallEmitted> {
     this.actor.send(event);
   }
 
-  /** The invariants that hold after every step. */
+  /**
+   * The invariants that hold after every step. The LiveKit client lives exactly as long as the
+   * call: the `livekit` tag is on every state but `done` and `failed`, and one client is open
+   * exactly while the actor is in a `livekit` state (none once it reached `done` or `failed`).
+   * Together with the fake's own checks (a second open, a double close, a use after close),
+   * every open is closed exactly once and nothing uses a closed client.
+   */
   problems(): string[] {
     const problems = this.commonProblems();
     const snapshot = this.actor.getSnapshot();
+    const inCall = snapshot.status === 'active' && !snapshot.matches('failed');
+    if (snapshot.hasTag('livekit') !== inCall) {
+      problems.push(
+        `${JSON.stringify(snapshot.value)} (${snapshot.status}) is ${inCall ? 'not ' : ''}tagged livekit`,
+      );
+    }
     const shouldBeOpen = snapshot.status === 'active' && snapshot.hasTag('livekit') ? 1 : 0;
     if (this.effects.openClientCount !== shouldBeOpen) {
       problems.push(
