@@ -142,10 +142,29 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
       if (restarted.url !== url) throw new Error(`restarted on ${restarted.url}, not ${url}`);
     },
     async close() {
-      await app.close();
-      await emulator.close();
-      await crm.close();
+      // Each step is named if it hangs, so a stuck shutdown says which part held on.
+      await closeStep('callsync app', () => app.close());
+      await closeStep('LiveKit emulator', () => emulator.close());
+      await closeStep('CRM sandbox', () => crm.close());
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** How long one part may take to close before the test fails naming it. */
+const CLOSE_STEP_TIMEOUT_MS = 10_000;
+
+async function closeStep(name: string, close: () => Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${name} did not close within ${CLOSE_STEP_TIMEOUT_MS} ms`)),
+      CLOSE_STEP_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([close(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
