@@ -35,7 +35,13 @@ import { REPO_ROOT, RULES_PATH } from '../../src/metrics/observability.generate.
 import { DELIVERY_SLO_DEFAULTS } from '../../src/metrics/slo.ts';
 import { allExpressions, type NamedExpr } from '../metrics/expressions.ts';
 import { PERSONA_CONFIG, startCallsyncHarness, type CallsyncHarness } from '../helpers/callsync-harness.ts';
-import { pollUntil, startPrometheus, unanswered, type PrometheusServer } from '../helpers/prometheus.ts';
+import {
+  pollUntil,
+  startPrometheus,
+  unanswered,
+  waitUntilAnswered,
+  type PrometheusServer,
+} from '../helpers/prometheus.ts';
 import { metricNames } from '../helpers/prometheus-promql.ts';
 
 /** Scrapes and rule evaluations every second: a few of each after the batch suffice. */
@@ -234,18 +240,7 @@ describe('a real Prometheus scraping the real supervisor while calls flow', () =
     'answers every dashboard and rule expression with data, and evaluates every rule without error',
     async () => {
       const live = prometheus!;
-      let last: string[] = [];
-      try {
-        await pollUntil(
-          async () => {
-            last = await unanswered(live, exprs);
-            return last.length === 0 ? true : undefined;
-          },
-          { timeoutMs: ALL_ANSWERED_TIMEOUT_MS, description: 'every expression to have data' },
-        );
-      } catch {
-        // Report what still had no data, and what Prometheus said.
-      }
+      const last = await waitUntilAnswered(live, exprs, ALL_ANSWERED_TIMEOUT_MS);
       expect(last, `Prometheus log:\n${live.log()}`).toEqual([]);
     },
     ALL_ANSWERED_TIMEOUT_MS + 15_000,

@@ -278,3 +278,27 @@ export async function unanswered(
   if (rules.length === 0) problems.push('no rules loaded');
   return problems;
 }
+
+/**
+ * Polls until every expression answers (bounded by `timeoutMs`) and returns what still did not,
+ * so a failing test reports the unanswered expressions rather than a bare timeout.
+ */
+export async function waitUntilAnswered(
+  prometheus: PrometheusServer,
+  expressions: readonly CheckedExpression[],
+  timeoutMs: number,
+): Promise<string[]> {
+  let last: string[] = [];
+  try {
+    await pollUntil(
+      async () => {
+        last = await unanswered(prometheus, expressions);
+        return last.length === 0 ? true : undefined;
+      },
+      { timeoutMs, description: 'every expression to have data' },
+    );
+  } catch {
+    // `last` says what still had no data.
+  }
+  return last;
+}

@@ -22,7 +22,13 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
 import { createMetricsRecorder, type MetricsRecorder } from '../../src/metrics/metrics.recorder.ts';
 import { REPO_ROOT, RULES_PATH } from '../../src/metrics/observability.generate.ts';
 import { DELIVERY_SLO_DEFAULTS } from '../../src/metrics/slo.ts';
-import { pollUntil, startPrometheus, unanswered, type PrometheusServer } from '../helpers/prometheus.ts';
+import {
+  pollUntil,
+  startPrometheus,
+  unanswered,
+  waitUntilAnswered,
+  type PrometheusServer,
+} from '../helpers/prometheus.ts';
 
 import { allExpressions, type NamedExpr } from './expressions.ts';
 
@@ -114,18 +120,7 @@ describe('a real Prometheus scraping createMetrics() while calls flow', () => {
     'answers every dashboard and rule expression with data, and evaluates every rule without error',
     async () => {
       const live = prometheus!;
-      let last: string[] = [];
-      try {
-        await pollUntil(
-          async () => {
-            last = await unanswered(live, exprs);
-            return last.length === 0 ? true : undefined;
-          },
-          { timeoutMs: ALL_ANSWERED_TIMEOUT_MS, description: 'every expression to have data' },
-        );
-      } catch {
-        // Report what still had no data, and what Prometheus said.
-      }
+      const last = await waitUntilAnswered(live, exprs, ALL_ANSWERED_TIMEOUT_MS);
       expect(last, `after ${scrapes} scrapes; Prometheus log:\n${live.log()}`).toEqual([]);
       expect(scrapes).toBeGreaterThanOrEqual(2);
     },
