@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { writeOggOpusRecording } from '../src/audio/ogg-opus.ts';
 import { createCrmSandbox, type ReceivedUpload } from '../src/sandbox/crm/index.ts';
 import { createCrmClient } from '../src/services/crm.client.ts';
+import { LocalRecordingStorage } from '../src/services/storage/index.ts';
 
 /** ≈ 208 MB at the speech fixture's ~2.6 kB/s. */
 const RECORDING_DURATION_SECONDS = 80_000;
@@ -159,11 +160,14 @@ async function main(): Promise<number> {
     sandboxChild = startChild(['sandbox', join(dir, 'crm')]);
     const { url } = await nextMessage(sandboxChild, 'listening');
     const client = createCrmClient({ baseUrl: url });
+    // Read as the supervisor reads a shared-volume recording: checked, measured, streamed.
+    const storage = new LocalRecordingStorage({ recordingsDir: join(dir, 'recordings') });
     const sampler = rssSampler();
 
     sampler.start();
     for (let i = 0; i < WARM_UP_UPLOADS; i += 1) {
-      await client.uploadRecording({ callId: `bench-warm-up-${i}`, filePath: warmUp.path });
+      const warm = await storage.open({ filename: 'warm-up.ogg', location: '' });
+      await client.uploadRecording({ callId: `bench-warm-up-${i}`, recording: warm });
     }
     const firstUploadsPeakRssBytes = sampler.stop();
 
@@ -172,7 +176,8 @@ async function main(): Promise<number> {
     const baselineRssBytes = process.memoryUsage.rss();
     sampler.start();
     const startedMs = performance.now();
-    const result = await client.uploadRecording({ callId: 'bench-call', filePath: recording.path });
+    const opened = await storage.open({ filename: 'bench-call.ogg', location: '' });
+    const result = await client.uploadRecording({ callId: 'bench-call', recording: opened });
     const durationSeconds = (performance.now() - startedMs) / 1000;
     const peakRssBytes = sampler.stop();
     await client.close();

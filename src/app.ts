@@ -16,13 +16,52 @@ import { withStoreMetrics } from './metrics/metrics.store.ts';
 import { createCrmEffects, createLiveKitEffects } from './services/call-effects.ts';
 import { createCrmClient, type CrmClient } from './services/crm.client.ts';
 import { LiveKitWebhookVerifier } from './services/livekit-webhook.ts';
-import { RecordingResolver } from './services/recordings.ts';
+import { createRecordingStorage, type RecordingStorage } from './services/storage/index.ts';
 import { createCallStore } from './store/open-store.ts';
 import { Supervisor } from './supervisor.ts';
 
 const { version: CALLSYNC_VERSION } = createRequire(import.meta.url)('../package.json') as {
   version: string;
 };
+
+/** `/readyz` asks the store at most this often; a probe every second must not cost a request each. */
+const STORAGE_PROBE_CACHE_MS = 5_000;
+const STORAGE_PROBE_TIMEOUT_MS = 2_000;
+
+/** The storage's `check()` as a readiness probe: bounded in time, its last answer reused briefly. */
+function storageProbe(storage: RecordingStorage) {
+  let last: { at: number; answer: Promise<{ ok: true } | { ok: false; message: string }> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (last === undefined || now - last.at >= STORAGE_PROBE_CACHE_MS) {
+      last = {
+        at: now,
+        answer: storage.check(AbortSignal.timeout(STORAGE_PROBE_TIMEOUT_MS)).then(
+          () => ({ ok: true as const }),
+          (error: unknown) => ({
+            ok: false as const,
+            message: `${storage.description}: ${error instanceof Error ? error.message : String(error)}`,
+          }),
+        ),
+      };
+    }
+    return last.answer;
+  };
+}
+
+/**
+ * A shared volume that is not there is a deployment error: refuse to start. A bucket store that
+ * does not answer may be a blip: start, say so, and let `/readyz` report it.
+ */
+async function checkStorageAtStart(storage: RecordingStorage, logger: Logger): Promise<void> {
+  try {
+    await storage.check(AbortSignal.timeout(STORAGE_PROBE_TIMEOUT_MS));
+    logger.info({ storage: storage.description }, 'recording storage reachable');
+  } catch (error) {
+    if (storage.kind === 'local') throw error;
+    logger.warn({ err: error, storage: storage.description }, 'recording storage not reachable at start');
+  }
+}
 
 export interface CallsyncApp {
   config: Config;
@@ -65,14 +104,16 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     apiKey: config.crm.apiKey,
     onRequest: recorder.crmRequest,
   });
+  const storage = createRecordingStorage(config.egressStorage);
   const logic = createCallLogic({
     liveKit: createLiveKitEffects({
       url: config.liveKit.url,
       apiKey: config.liveKit.apiKey,
       apiSecret: config.liveKit.apiSecret,
       recordingFilepath: config.recordingFilepath,
+      upload: storage.egressUpload,
     }),
-    crm: createCrmEffects({ crm, recordings: new RecordingResolver({ rootDir: config.recordingsDir }) }),
+    crm: createCrmEffects({ crm, storage }),
     time,
     onCloseError: (error, call) =>
       logger.warn({ err: error, callId: call.callId }, 'LiveKit client close failed'),
@@ -95,7 +136,12 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
       ...options.limits,
     },
   });
-  const http = buildHttpServer({ api: supervisor, logger, ingestToken: config.http.ingestToken });
+  const http = buildHttpServer({
+    api: supervisor,
+    logger,
+    ingestToken: config.http.ingestToken,
+    readiness: [{ name: 'storage', check: storageProbe(storage) }],
+  });
 
   let starting: Promise<{ url: string }> | undefined;
   let closing: Promise<void> | undefined;
@@ -107,6 +153,7 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     http,
     start() {
       starting ??= (async () => {
+        await checkStorageAtStart(storage, logger);
         await supervisor.start();
         const address = await http.listen({ host: config.http.host, port: config.http.port });
         logger.info({ address }, 'callsync listening');
@@ -126,6 +173,7 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
         await http.close().catch((error: unknown) => logger.warn({ err: error }, 'HTTP close failed'));
         await supervisor.close();
         await crm.close();
+        await storage.close();
       })();
       return closing;
     },

@@ -6,7 +6,9 @@
  * variables and defaults are those of the public contract (shared/api-contract.md); the ones
  * marked "tuning" are ours, with defaults sized for the 30-second delivery target.
  */
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import type { EgressStorageSettings, StorageSettings } from './services/storage/storage-settings.ts';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -43,6 +45,15 @@ const storeUrl = z
     'must be sqlite:<path> or postgres://…',
   );
 
+const flag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((value) => ['true', 'false', '1', '0', 'yes', 'no'].includes(value), 'must be true or false')
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const optionalText = z.string().trim().min(1).optional();
+
 const envSchema = z.object({
   LIVEKIT_URL: httpUrl(['http:', 'https:', 'ws:', 'wss:']),
   LIVEKIT_API_KEY: z.string().trim().min(1, 'is required'),
@@ -53,6 +64,24 @@ const envSchema = z.object({
   CALLSYNC_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   CALLSYNC_STORE: storeUrl.default('sqlite:./data/callsync.db'),
   CALLSYNC_RECORDINGS_DIR: z.string().trim().min(1).default('./recordings'),
+  CALLSYNC_EGRESS_STORAGE: z
+    .enum(['local', 's3', 'gcs', 'azure'], { error: 'must be local, s3, gcs or azure' })
+    .default('local'),
+  CALLSYNC_EGRESS_SEND_STORAGE: flag.default(true),
+  CALLSYNC_S3_BUCKET: optionalText,
+  CALLSYNC_S3_REGION: z.string().trim().min(1).default('us-east-1'),
+  CALLSYNC_S3_ENDPOINT: httpUrl(['http:', 'https:']).optional(),
+  CALLSYNC_S3_FORCE_PATH_STYLE: flag.default(false),
+  CALLSYNC_S3_ACCESS_KEY_ID: optionalSecret,
+  CALLSYNC_S3_SECRET_ACCESS_KEY: optionalSecret,
+  CALLSYNC_S3_SESSION_TOKEN: optionalSecret,
+  CALLSYNC_GCS_BUCKET: optionalText,
+  CALLSYNC_GCS_CREDENTIALS_FILE: optionalText,
+  CALLSYNC_GCS_ENDPOINT: httpUrl(['http:', 'https:']).optional(),
+  CALLSYNC_AZURE_ACCOUNT_NAME: optionalText,
+  CALLSYNC_AZURE_ACCOUNT_KEY: optionalSecret,
+  CALLSYNC_AZURE_CONTAINER: optionalText,
+  CALLSYNC_AZURE_BLOB_ENDPOINT: httpUrl(['http:', 'https:']).optional(),
   CALLSYNC_INGEST_TOKEN: optionalSecret,
   CALLSYNC_UPLOAD_TARGET_SECONDS: positiveSeconds.default(30),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -73,6 +102,8 @@ export interface Config {
   http: { host: string; port: number; ingestToken: string | undefined };
   store: { url: string };
   recordingsDir: string;
+  /** Where the egress writes recordings and callsync reads them back. Holds secrets: never log it. */
+  egressStorage: EgressStorageSettings;
   recordingFilepath: string;
   uploadTargetSeconds: number;
   maxCallDurationSeconds: number;
@@ -97,6 +128,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const e = result.data;
   return {
+    egressStorage: { storage: storageSettingsOf(e), sendToEgress: e.CALLSYNC_EGRESS_SEND_STORAGE },
     liveKit: { url: e.LIVEKIT_URL, apiKey: e.LIVEKIT_API_KEY, apiSecret: e.LIVEKIT_API_SECRET },
     crm: { baseUrl: e.CRM_BASE_URL, apiKey: e.CRM_API_KEY },
     http: { host: e.CALLSYNC_HOST, port: e.CALLSYNC_PORT, ingestToken: e.CALLSYNC_INGEST_TOKEN },
@@ -109,4 +141,92 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     drainTimeoutSeconds: e.CALLSYNC_DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
   };
+}
+
+type Env = z.infer<typeof envSchema>;
+
+function required<T>(value: T | undefined, variable: string, why: string): T {
+  if (value === undefined) throw new ConfigError(`invalid configuration: ${variable} is required ${why}`);
+  return value;
+}
+
+/** Reads a service-account key file; its content is never echoed, only what is wrong with it. */
+function gcsCredentialsOf(path: string): string {
+  const variable = 'CALLSYNC_GCS_CREDENTIALS_FILE';
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`invalid configuration: ${variable} ${path} cannot be read (${code})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ConfigError(
+      `invalid configuration: ${variable} ${path} is not JSON (a service-account key file)`,
+    );
+  }
+  const key = parsed as { client_email?: unknown; private_key?: unknown } | null;
+  if (typeof key?.client_email !== 'string' || typeof key.private_key !== 'string') {
+    throw new ConfigError(
+      `invalid configuration: ${variable} ${path} is not a service-account key (client_email and private_key missing)`,
+    );
+  }
+  return text;
+}
+
+function storageSettingsOf(e: Env): StorageSettings {
+  switch (e.CALLSYNC_EGRESS_STORAGE) {
+    case 'local':
+      return { kind: 'local', recordingsDir: e.CALLSYNC_RECORDINGS_DIR };
+    case 's3': {
+      const forS3 = 'when CALLSYNC_EGRESS_STORAGE is s3';
+      const keyId = e.CALLSYNC_S3_ACCESS_KEY_ID;
+      const secret = e.CALLSYNC_S3_SECRET_ACCESS_KEY;
+      // The egress needs keys in its request; callsync alone may use the SDK's default chain.
+      const why = e.CALLSYNC_EGRESS_SEND_STORAGE
+        ? 'when the egress request carries the storage (CALLSYNC_EGRESS_SEND_STORAGE=true)'
+        : 'with CALLSYNC_S3_ACCESS_KEY_ID';
+      if (e.CALLSYNC_EGRESS_SEND_STORAGE || keyId !== undefined || secret !== undefined) {
+        required(keyId, 'CALLSYNC_S3_ACCESS_KEY_ID', why);
+        required(secret, 'CALLSYNC_S3_SECRET_ACCESS_KEY', why);
+      }
+      return {
+        kind: 's3',
+        bucket: required(e.CALLSYNC_S3_BUCKET, 'CALLSYNC_S3_BUCKET', forS3),
+        region: e.CALLSYNC_S3_REGION,
+        endpoint: e.CALLSYNC_S3_ENDPOINT?.replace(/\/+$/, ''),
+        forcePathStyle: e.CALLSYNC_S3_FORCE_PATH_STYLE,
+        accessKeyId: keyId,
+        secretAccessKey: secret,
+        sessionToken: e.CALLSYNC_S3_SESSION_TOKEN,
+      };
+    }
+    case 'gcs': {
+      const forGcs = 'when CALLSYNC_EGRESS_STORAGE is gcs';
+      return {
+        kind: 'gcs',
+        bucket: required(e.CALLSYNC_GCS_BUCKET, 'CALLSYNC_GCS_BUCKET', forGcs),
+        credentialsJson: gcsCredentialsOf(
+          required(e.CALLSYNC_GCS_CREDENTIALS_FILE, 'CALLSYNC_GCS_CREDENTIALS_FILE', forGcs),
+        ),
+        endpoint: e.CALLSYNC_GCS_ENDPOINT?.replace(/\/+$/, ''),
+      };
+    }
+    case 'azure': {
+      const forAzure = 'when CALLSYNC_EGRESS_STORAGE is azure';
+      const accountName = required(e.CALLSYNC_AZURE_ACCOUNT_NAME, 'CALLSYNC_AZURE_ACCOUNT_NAME', forAzure);
+      return {
+        kind: 'azure',
+        accountName,
+        accountKey: required(e.CALLSYNC_AZURE_ACCOUNT_KEY, 'CALLSYNC_AZURE_ACCOUNT_KEY', forAzure),
+        container: required(e.CALLSYNC_AZURE_CONTAINER, 'CALLSYNC_AZURE_CONTAINER', forAzure),
+        blobEndpoint: (
+          e.CALLSYNC_AZURE_BLOB_ENDPOINT ?? `https://${accountName}.blob.core.windows.net`
+        ).replace(/\/+$/, ''),
+      };
+    }
+  }
 }

@@ -554,6 +554,13 @@ export class Supervisor implements CallApi {
           `${event.step} failed`,
         );
         break;
+      case 'call.recording_missing':
+        metrics.recordingMissing({ reason: event.reason });
+        call.log.warn(
+          { reason: event.reason, error: event.error },
+          'posting the call data without a recording',
+        );
+        break;
       case 'call.delivered':
         metrics.callFinished({ outcome: event.outcome, deliverySeconds: event.deliveryMs / 1000 });
         call.log.info(

@@ -14,7 +14,7 @@
  */
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -90,38 +90,62 @@ export function opusPacketSamples(packet: Buffer): number {
   return frameSamples * frames;
 }
 
+/** Bytes of a recording's start that hold its first page (the OpusHead). */
+export const OGG_HEAD_READ_BYTES = OGG_MAX_PAGE_BYTES;
 /**
- * Reads a recording's duration from its last Ogg page. Reads the first page and the tail of
- * the file only, so it costs the same for a 5 s and a 5 h recording.
+ * Bytes of a recording's end that hold its last page: a well-formed file's last page starts
+ * within the final `OGG_MAX_PAGE_BYTES`; twice that leaves a whole page before a truncated one.
  */
+export const OGG_TAIL_READ_BYTES = 2 * OGG_MAX_PAGE_BYTES;
+
+/**
+ * A recording's facts from its two ends: `head` = its first `OGG_HEAD_READ_BYTES` (or all of a
+ * shorter file), `tail` = its last `OGG_TAIL_READ_BYTES`, `sizeBytes` = its whole length. This
+ * is what makes a remote recording cheap to measure: two small ranged reads, whatever its length.
+ * Throws `OggFormatError` when the bytes are not a finished Ogg Opus stream.
+ */
+export function oggOpusInfoFromEnds(head: Buffer, tail: Buffer, sizeBytes: number): OggOpusInfo {
+  const firstPage = parseOggPage(head, 0);
+  if (!firstPage) throw new OggFormatError('the file is too short to hold an Ogg page');
+  const [headPacket] = packetsOf([firstPage]);
+  if (!headPacket) throw new OggFormatError('the first Ogg page holds no packet');
+  const opusHead = parseOpusHead(headPacket);
+  const lastPage = findLastPage(tail, firstPage.serial);
+  if (!lastPage)
+    throw new OggFormatError('no complete Ogg page with a granule position at the end of the file');
+  const samples = Number(lastPage.granulePosition) - opusHead.preSkip;
+  return {
+    durationSeconds: Math.max(0, samples) / OPUS_SAMPLE_RATE_HZ,
+    sizeBytes,
+    channels: opusHead.channels,
+    complete: (lastPage.flags & OGG_FLAG_END_OF_STREAM) !== 0,
+  };
+}
+
+/** Reads `length` bytes at `position` of an open file (fewer only at its end). */
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.alloc(length);
+  const { bytesRead } = await handle.read(buffer, 0, length, position);
+  return buffer.subarray(0, bytesRead);
+}
+
+/**
+ * Reads a recording's duration from an open file: its first page and its tail only, so it costs
+ * the same for a 5 s and a 5 h recording. The handle stays open (the caller owns it).
+ */
+export async function readOggOpusInfoFrom(handle: FileHandle): Promise<OggOpusInfo> {
+  const { size } = await handle.stat();
+  const head = await readAt(handle, 0, Math.min(size, OGG_HEAD_READ_BYTES));
+  const tailLength = Math.min(size, OGG_TAIL_READ_BYTES);
+  const tail = await readAt(handle, size - tailLength, tailLength);
+  return oggOpusInfoFromEnds(head, tail, size);
+}
+
+/** `readOggOpusInfoFrom` for a path. */
 export async function readOggOpusInfo(path: string): Promise<OggOpusInfo> {
   const handle = await open(path, 'r');
   try {
-    const { size } = await handle.stat();
-    const headLength = Math.min(size, OGG_MAX_PAGE_BYTES);
-    const head = Buffer.alloc(headLength);
-    await handle.read(head, 0, headLength, 0);
-    const firstPage = parseOggPage(head, 0);
-    if (!firstPage) throw new OggFormatError('the file is too short to hold an Ogg page');
-    const [headPacket] = packetsOf([firstPage]);
-    if (!headPacket) throw new OggFormatError('the first Ogg page holds no packet');
-    const opusHead = parseOpusHead(headPacket);
-
-    // The last page starts within the final OGG_MAX_PAGE_BYTES of a well-formed file; read
-    // twice that so a truncated final page still leaves a whole one before it.
-    const tailLength = Math.min(size, 2 * OGG_MAX_PAGE_BYTES);
-    const tail = Buffer.alloc(tailLength);
-    await handle.read(tail, 0, tailLength, size - tailLength);
-    const lastPage = findLastPage(tail, firstPage.serial);
-    if (!lastPage)
-      throw new OggFormatError('no complete Ogg page with a granule position at the end of the file');
-    const samples = Number(lastPage.granulePosition) - opusHead.preSkip;
-    return {
-      durationSeconds: Math.max(0, samples) / OPUS_SAMPLE_RATE_HZ,
-      sizeBytes: size,
-      channels: opusHead.channels,
-      complete: (lastPage.flags & OGG_FLAG_END_OF_STREAM) !== 0,
-    };
+    return await readOggOpusInfoFrom(handle);
   } finally {
     await handle.close();
   }

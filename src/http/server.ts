@@ -48,10 +48,18 @@ export interface CallApi {
   metrics(): Promise<{ contentType: string; body: string }>;
 }
 
+/** A dependency `/readyz` reports on (the recording storage): `ok`, or what is wrong. */
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<{ ok: true } | { ok: false; message: string }>;
+}
+
 export interface HttpServerOptions {
   api: CallApi;
   logger: Logger;
   ingestToken?: string | undefined;
+  /** Checked on every `/readyz` after the supervisor is ready; any failing one makes it 503. */
+  readiness?: readonly ReadinessCheck[] | undefined;
 }
 
 /** HTTP status for each error code the API answers with; anything else is a 500. */
@@ -135,11 +143,24 @@ export function buildHttpServer(options: HttpServerOptions) {
   );
 
   app.get('/healthz', () => ({ status: 'ok' }));
-  app.get('/readyz', (_request, reply) =>
-    api.isReady()
-      ? { status: 'ready' }
-      : sendError(reply, 503, 'NOT_READY', 'store not open or recovery not done'),
-  );
+  app.get('/readyz', async (_request, reply) => {
+    if (!api.isReady()) return sendError(reply, 503, 'NOT_READY', 'store not open or recovery not done');
+    const results = await Promise.all(
+      (options.readiness ?? []).map(async (probe) => ({ name: probe.name, ...(await probe.check()) })),
+    );
+    const failing = results.filter((result) => !result.ok);
+    if (failing.length === 0)
+      return { status: 'ready', checks: Object.fromEntries(results.map((r) => [r.name, 'ok'])) };
+    return sendError(
+      reply,
+      503,
+      'NOT_READY',
+      failing
+        .map((result) => `${result.name}: ${'message' in result ? result.message : 'failing'}`)
+        .join('; '),
+      { checks: Object.fromEntries(results.map((r) => [r.name, 'message' in r ? r.message : 'ok'])) },
+    );
+  });
   app.get('/metrics', async (_request, reply) => {
     const { contentType, body } = await api.metrics();
     return reply.type(contentType).send(body);

@@ -70,10 +70,21 @@ export interface LiveKitEffects<TClient extends object> {
   checkEgress(client: TClient, input: CheckEgressInput, signal: AbortSignal): Promise<EgressOutcome>;
 }
 
-/** The CRM. Both send the request's `idempotencyKey` as `Idempotency-Key`. */
+/**
+ * The CRM. Both send the request's `idempotencyKey` as `Idempotency-Key` and bound their
+ * request by `timeoutMs`, the attempt's deadline.
+ */
 export interface CrmEffects {
-  uploadRecording(request: UploadRecordingRequest, signal: AbortSignal): Promise<DeliveredRecording>;
-  postCallData(request: PostCallDataRequest, signal: AbortSignal): Promise<PostCallDataResult>;
+  uploadRecording(
+    request: UploadRecordingRequest,
+    signal: AbortSignal,
+    timeoutMs?: number,
+  ): Promise<DeliveredRecording>;
+  postCallData(
+    request: PostCallDataRequest,
+    signal: AbortSignal,
+    timeoutMs?: number,
+  ): Promise<PostCallDataResult>;
 }
 
 export interface CallEffects<TClient extends object> {
@@ -98,11 +109,11 @@ export function createUploadLogic(effects: { crm: CrmEffects; time: TimeSource }
   const { crm, time } = effects;
   const deliver = fromPromise<Stamped<DeliveryAck>, DeliveryAttemptInput>(({ input, signal }) =>
     stamped(time, async (): Promise<DeliveryAck> => {
-      const { request } = input;
+      const { request, timeoutMs } = input;
       if (request.step === 'recording') {
-        return { step: 'recording', recording: await crm.uploadRecording(request, signal) };
+        return { step: 'recording', recording: await crm.uploadRecording(request, signal, timeoutMs) };
       }
-      return { step: 'call-data', status: (await crm.postCallData(request, signal)).status };
+      return { step: 'call-data', status: (await crm.postCallData(request, signal, timeoutMs)).status };
     }),
   );
   return uploadMachine.provide({ actors: { deliver, timer: createTimerActor(time) } });

@@ -11,6 +11,7 @@
 import type { ErrorInfo } from '../errors.ts';
 import type { CallStatus, LeadRecord, TranscriptItem } from '../payload/call-data.ts';
 import type { CallOutcome, DeliveryStep, EgressOutcome, EgressSettlement, EndReason } from './call.types.ts';
+import type { MissingRecordingReason } from './recording-policy.ts';
 import type { RetryLane } from './retry-policy.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -185,6 +186,15 @@ export interface UploadFailedEmitted {
 }
 
 /** The CRM acknowledged the call data. `deliveryMs` is call end → acknowledgement. */
+/** The call data goes without a recording, and why (the call will end `partial`). */
+export interface RecordingMissingEmitted {
+  type: 'call.recording_missing';
+  callId: string;
+  reason: MissingRecordingReason;
+  error: ErrorInfo | null;
+  at: number;
+}
+
 export interface CallDeliveredEmitted {
   type: 'call.delivered';
   callId: string;
@@ -235,6 +245,7 @@ export type CallEmitted =
   | EgressStopFailedEmitted
   | EgressFinalEmitted
   | UploadEmitted
+  | RecordingMissingEmitted
   | CallDeliveredEmitted
   | CallFailedEmitted
   | CallRetriedEmitted

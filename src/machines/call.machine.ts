@@ -9,12 +9,13 @@
  *   │  └─ awaitingEgress                  stop it, then webhook or ListEgress poll, up to a deadline
  *   │     ├─ stopping → polling ⇄ waiting
  *   ├─ egressSettled (transient)          a file → upload it; otherwise post without a recording
- *   ├─ uploadingRecording                 upload machine, step `recording`
+ *   ├─ uploadingRecording                 upload machine, step `recording`; giving up on it
+ *   │                                     posts without a recording (`recording-policy.ts`)
  *   ├─ preparingData (transient)          build the CRM document (`buildCallData`)
  *   └─ postingData                        upload machine, step `call-data`
  *   done (final)                          `delivered` (with recording) or `partial`
- *   failed                                a non-retryable CRM answer or retries exhausted; RETRY
- *                                         re-drives it from the step that failed
+ *   failed                                the call data refused (non-retryable) or its retries
+ *                                         exhausted; RETRY posts it again
  *
  * The LiveKit client is an invoked actor on `active` (tagged `livekit`), so the actor owns it for
  * exactly the call's lifetime: it is opened when the actor starts (entering `active`), stays open
@@ -84,6 +85,13 @@ import {
   type StopEgressInput,
   type StopEgressResult,
 } from './call.types.ts';
+import {
+  hasUsableFile,
+  missingReasonOfError,
+  missingReasonOfSettlement,
+  recordingAttemptTimeoutMs,
+  type MissingRecordingReason,
+} from './recording-policy.ts';
 import { EGRESS_START_MAX_ATTEMPTS, jitterSample, retryDelayMs } from './retry-policy.ts';
 import type { TimerFired, TimerInput, TimerLogic } from './timer.actor.ts';
 import { uploadMachine, type UploadContext, type UploadInput, type UploadOutput } from './upload.machine.ts';
@@ -92,8 +100,9 @@ import { uploadMachine, type UploadContext, type UploadInput, type UploadOutput 
  * Stored with every persisted snapshot; a snapshot of another version is not restored as is (the
  * supervisor leaves such rows alone and logs them). 2: the call's states moved under `active`,
  * which owns the LiveKit client until `done` or `failed`; version 1 snapshots do not fit it.
+ * 3: an unusable recording ends the call `partial` (`recordingMissing`), never `failed`.
  */
-export const CALL_MACHINE_VERSION = 2;
+export const CALL_MACHINE_VERSION = 3;
 
 type CallTimerEvent = { [K in CallTimerEventType]: TimerFired<K> }[CallTimerEventType];
 export type CallEvent = CallExternalEvent | CallTimerEvent;
@@ -203,16 +212,12 @@ function egressStartFailure(context: CallContext, event: EventObject): StampedFa
 }
 
 function hasRecordingFile(settlement: EgressSettlement | null): boolean {
-  return (
-    settlement !== null &&
-    settlement.file !== null &&
-    (settlement.status === 'complete' || settlement.status === 'limit_reached')
-  );
+  return settlement !== null && hasUsableFile(settlement.status, settlement.file);
 }
 
 function settlementOf(outcome: EgressOutcome, via: 'webhook' | 'poll', at: number): EgressSettlement {
   const status = isFinalEgressStatus(outcome.status) ? outcome.status : 'timed_out';
-  const file = status === 'complete' || status === 'limit_reached' ? (outcome.file ?? null) : null;
+  const file = hasUsableFile(status, outcome.file) ? (outcome.file ?? null) : null;
   return { status, file, via, at };
 }
 
@@ -233,6 +238,7 @@ export function callDataOf(context: CallContext): CallDataBuild {
         egress_id: context.egress.id,
         egress_status: settlement?.status ?? null,
         end_reason: context.end?.reason ?? null,
+        recording_missing_reason: context.recordingMissing?.reason ?? null,
       },
     });
     return { ok: true, document };
@@ -246,15 +252,11 @@ function deliveryInput(context: CallContext, step: DeliveryStep, now: number): U
   const { callId } = context.call;
   const idempotencyKey = idempotencyKeyOf(callId, step);
   if (step === 'recording') {
+    const file = context.egress.settlement?.file ?? { filename: '', location: '' };
     return {
-      request: {
-        step,
-        callId,
-        idempotencyKey,
-        file: context.egress.settlement?.file ?? { filename: '', location: '' },
-      },
+      request: { step, callId, idempotencyKey, file },
       now,
-      attemptTimeoutMs: context.limits.uploadAttemptTimeoutMs,
+      attemptTimeoutMs: recordingAttemptTimeoutMs(context.limits.uploadAttemptTimeoutMs, file.sizeBytes),
     };
   }
   const built = callDataOf(context);
@@ -301,6 +303,7 @@ function initialContext(input: CallMachineInput): CallContext {
     egressDeadlineAt: null,
     deliverBy: null,
     recording: null,
+    recordingMissing: null,
     recordingAcknowledgedAt: null,
     callDataAcknowledgedAt: null,
     delivery: null,
@@ -420,6 +423,41 @@ const collecting = {
   },
 } as const;
 
+/**
+ * The recording step gave up (its error, or the upload machine broke): the call data goes
+ * without it (recording policy), so the call ends `partial`, never `failed`, for a recording.
+ */
+const recordingGaveUp = (error: (args: MapperArgs) => ErrorInfo) =>
+  ({
+    target: '#call.active.preparingData',
+    actions: {
+      type: 'recordingMissing',
+      params: (args: MapperArgs) => {
+        const info = error(args);
+        return {
+          reason: missingReasonOfError(info),
+          error: info,
+          at: eventTime(args.event) ?? args.context.createdAt,
+        };
+      },
+    },
+  }) as const;
+
+const recordingStepOutcome = {
+  onDone: [
+    {
+      guard: { type: 'deliverySucceeded', params: uploadOutputParams },
+      target: '#call.active.preparingData',
+      actions: { type: 'deliveryAcknowledged', params: uploadOutputParams },
+    },
+    recordingGaveUp(({ event }) => {
+      const { output } = event as DoneActorEvent<UploadOutput>;
+      return output.status === 'failed' ? output.error : unknownError;
+    }),
+  ],
+  onError: recordingGaveUp(({ event }) => toErrorInfo((event as ErrorActorEvent).error)),
+} as const;
+
 /** One CRM step through the upload machine; `next` is where an acknowledgement leads. */
 const deliveryInvoke = (id: string, step: DeliveryStep, next: '#call.active.preparingData' | '#call.done') =>
   ({
@@ -523,10 +561,6 @@ export const callMachine = setup({
       params.child.failures !== context.delivery?.failures ||
       params.child.attempt !== context.delivery.attempt,
     callDataBuilds: ({ context }) => callDataOf(context).ok,
-    retryFromRecording: ({ context }) =>
-      context.failure?.step === 'recording' &&
-      context.recording === null &&
-      hasRecordingFile(context.egress.settlement),
   },
   actions: {
     reportFault: emit(({ context }, params: { source: string; error: unknown }) => ({
@@ -675,6 +709,21 @@ export const callMachine = setup({
     }),
 
     // --- delivery
+    recordingMissing: enqueueActions(
+      (
+        { context, enqueue },
+        params: { reason: MissingRecordingReason; error: ErrorInfo | null; at: number },
+      ) => {
+        enqueue.assign({ recordingMissing: params, delivery: null });
+        enqueue.emit({
+          type: 'call.recording_missing',
+          callId: context.call.callId,
+          reason: params.reason,
+          error: params.error,
+          at: params.at,
+        });
+      },
+    ),
     beginDelivery: assign((_, params: { step: DeliveryStep }) => ({
       delivery: { step: params.step, attempt: 1, failures: 0, lastError: null, nextAttemptAt: null },
     })),
@@ -1048,7 +1097,24 @@ export const callMachine = setup({
           },
         },
         egressSettled: {
-          always: [{ guard: 'hasRecordingFile', target: 'uploadingRecording' }, { target: 'preparingData' }],
+          always: [
+            { guard: 'hasRecordingFile', target: 'uploadingRecording' },
+            {
+              target: 'preparingData',
+              actions: {
+                type: 'recordingMissing',
+                params: ({ context }) => {
+                  const settlement = context.egress.settlement;
+                  return {
+                    reason:
+                      settlement === null ? 'egress_not_started' : missingReasonOfSettlement(settlement),
+                    error: null,
+                    at: settlement?.at ?? context.createdAt,
+                  };
+                },
+              },
+            },
+          ],
         },
         uploadingRecording: {
           tags: ['collecting'],
@@ -1057,7 +1123,10 @@ export const callMachine = setup({
             { type: 'beginDelivery', params: { step: 'recording' } },
           ],
           on: collecting,
-          invoke: deliveryInvoke('recordingUpload', 'recording', '#call.active.preparingData'),
+          invoke: {
+            ...deliveryInvoke('recordingUpload', 'recording', '#call.active.preparingData'),
+            ...recordingStepOutcome,
+          },
         },
         preparingData: {
           always: [
@@ -1092,17 +1161,11 @@ export const callMachine = setup({
     failed: {
       entry: [{ type: 'emitStateEntered', params: enteredParams('failed') }, 'emitFailed'],
       on: {
-        'call.retry': [
-          {
-            guard: 'retryFromRecording',
-            target: '#call.active.uploadingRecording',
-            actions: { type: 'retry', params: ({ event }) => ({ step: 'recording', at: event.at }) },
-          },
-          {
-            target: '#call.active.preparingData',
-            actions: { type: 'retry', params: ({ event }) => ({ step: 'call-data', at: event.at }) },
-          },
-        ],
+        // Only the call data can fail a call (recording policy), so a RETRY posts it again.
+        'call.retry': {
+          target: '#call.active.preparingData',
+          actions: { type: 'retry', params: ({ event }) => ({ step: 'call-data', at: event.at }) },
+        },
       },
     },
     done: {

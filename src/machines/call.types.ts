@@ -16,6 +16,7 @@ import type {
   TranscriptItem,
 } from '../payload/call-data.ts';
 import type { PersonaConfig } from '../payload/persona-config.ts';
+import type { MissingRecordingReason } from './recording-policy.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -32,7 +33,10 @@ export interface CallLimits {
   egressPollIntervalMs: number;
   /** Bound on one StartEgress attempt; a hung request counts as a retryable failure. */
   egressStartTimeoutMs: number;
-  /** Bound on one recording-upload attempt (the whole multipart stream). */
+  /**
+   * Bound on one recording-upload attempt before the size allowance (the whole multipart
+   * stream); the recording policy adds time per byte.
+   */
   uploadAttemptTimeoutMs: number;
   /** Bound on one call-data POST attempt. */
   postAttemptTimeoutMs: number;
@@ -231,6 +235,8 @@ export type DeliveryAck =
 export interface DeliveryAttemptInput {
   request: DeliveryRequest;
   attempt: number;
+  /** The attempt's deadline (ms from its start): the effect bounds its own request by it. */
+  timeoutMs: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,6 +294,13 @@ export interface CallFailure {
 
 export type CallOutcome = 'delivered' | 'partial';
 
+export interface RecordingMissing {
+  reason: MissingRecordingReason;
+  /** The error the recording step gave up on; `null` when the egress gave no file. */
+  error: ErrorInfo | null;
+  at: number;
+}
+
 export interface CallContext {
   /** `CALL_MACHINE_VERSION` of the machine that created this context. */
   machineVersion: number;
@@ -304,6 +317,8 @@ export interface CallContext {
   /** `end.endedAtMs + deliveryTargetMs`. */
   deliverBy: number | null;
   recording: DeliveredRecording | null;
+  /** Why the call data goes without a recording (the call then ends `partial`). */
+  recordingMissing: RecordingMissing | null;
   recordingAcknowledgedAt: number | null;
   callDataAcknowledgedAt: number | null;
   delivery: DeliveryProgress | null;

@@ -27,6 +27,7 @@ import {
   type Stamped,
   type StampedFailure,
 } from './call.types.ts';
+import { maxAttemptsFor } from './recording-policy.ts';
 import { MAX_ATTEMPTS, planRetry, type RetryLane } from './retry-policy.ts';
 import type { TimerFired, TimerInput, TimerLogic } from './timer.actor.ts';
 
@@ -91,7 +92,7 @@ function retryPlanFor(context: UploadContext, failure: StampedFailure) {
     attempt: context.attempt,
     error: failure.info,
     key: context.request.idempotencyKey,
-    maxAttempts: context.maxAttempts,
+    maxAttempts: maxAttemptsFor(context.request.step, failure.info, context.maxAttempts),
   });
 }
 
@@ -205,7 +206,11 @@ export const uploadMachine = setup({
         {
           id: 'deliver',
           src: 'deliver',
-          input: ({ context }) => ({ request: context.request, attempt: context.attempt }),
+          input: ({ context }) => ({
+            request: context.request,
+            attempt: context.attempt,
+            timeoutMs: context.attemptTimeoutMs,
+          }),
           onDone: {
             target: 'succeeded',
             actions: [

@@ -15,6 +15,7 @@
  *   counts as a bad event; if an operator re-drives it and it is delivered later, it counts a
  *   second time, as a late delivery (both were misses of the 30 s target).
  */
+import { MISSING_RECORDING_REASONS, type MissingRecordingReason } from '../machines/recording-policy.ts';
 import {
   CALL_DIRECTIONS,
   CRM_ENDPOINTS,
@@ -79,6 +80,8 @@ export interface MetricsRecorder {
   }) => void;
   /** The CRM acknowledged the recording upload. */
   recordingUploaded: (event: { sizeBytes: number }) => void;
+  /** The call data goes without a recording (recording policy), for this reason. */
+  recordingMissing: (event: { reason: MissingRecordingReason }) => void;
   /**
    * One CRM request was attempted. The shape of the CRM client's `onRequest` hook, so
    * `onRequest: recorder.crmRequest` wires it. `code` is the HTTP status or the error code.
@@ -120,6 +123,9 @@ export function createMetricsRecorder(metrics: Metrics): MetricsRecorder {
     },
     recordingUploaded({ sizeBytes }) {
       if (isCount(sizeBytes)) metrics.recordingBytes.observe(sizeBytes);
+    },
+    recordingMissing({ reason }) {
+      metrics.recordingsMissing.inc({ reason: oneOf(reason, MISSING_RECORDING_REASONS) });
     },
     crmRequest({ endpoint, code, durationSeconds }) {
       const seconds = duration(durationSeconds);

@@ -201,6 +201,12 @@ export function createMetrics(options: MetricsOptions) {
       labelNames: ['source', 'status'] as const,
       registers,
     }),
+    recordingsMissing: new Counter({
+      name: 'callsync_recordings_missing_total',
+      help: 'Calls whose call data went to the CRM without a recording, by reason (the call ends partial)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     recordingBytes: new Histogram({
       name: 'callsync_recording_bytes',
       help: 'Size of each recording uploaded to the CRM',

@@ -1,6 +1,6 @@
 /**
  * The production side effects of a call actor, over the real services: the per-call LiveKit
- * egress client, the recordings volume and the CRM client. `createCallLogic` (machines/)
+ * egress client, the recording storage (a shared volume or a bucket) and the CRM client. `createCallLogic` (machines/)
  * turns these into the machines' named actors; tests supply fakes through the same interface.
  *
  * Idempotency policy, so that restoring a call (which re-runs the effect in flight) never
@@ -11,10 +11,15 @@
  * - CRM: the client sends `Idempotency-Key: <callId>:recording` / `<callId>:call-data`.
  */
 import type { CrmEffects, LiveKitEffects } from '../machines/call.effects.ts';
-import type { EgressFile as MachineEgressFile, EgressOutcome } from '../machines/call.types.ts';
+import type { EgressOutcome } from '../machines/call.types.ts';
 import type { CrmClient } from './crm.client.ts';
-import { CallEgressClient, type EgressSnapshot, type CallEgressClientOptions } from './egress.client.ts';
-import type { RecordingResolver } from './recordings.ts';
+import {
+  CallEgressClient,
+  type CallEgressClientOptions,
+  type EgressSnapshot,
+  type StartRecordingOptions,
+} from './egress.client.ts';
+import type { RecordingStorage } from './storage/index.ts';
 import { CallsyncError } from '../errors.ts';
 
 const ALREADY_ENDED_CODES = new Set(['EGRESS_ALREADY_ENDED', 'LIVEKIT_NOT_FOUND']);
@@ -40,10 +45,12 @@ export { toMachineOutcome as egressOutcomeOf };
 export interface LiveKitEffectsOptions extends CallEgressClientOptions {
   /** Egress filepath template (`CALLSYNC_RECORDING_FILEPATH`). */
   recordingFilepath: string;
+  /** The upload settings every StartEgress carries (`RecordingStorage.egressUpload`). */
+  upload?: StartRecordingOptions['upload'];
 }
 
 export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEffects<CallEgressClient> {
-  const { recordingFilepath, ...clientOptions } = options;
+  const { recordingFilepath, upload, ...clientOptions } = options;
   return {
     open: () => new CallEgressClient(clientOptions),
     close: (client) => client.close(),
@@ -59,8 +66,9 @@ export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEff
       const [running] = await client.listActive(input.roomName);
       if (running) return { egressId: running.egressId };
       return {
-        egressId: (await client.startRecording({ roomName: input.roomName, filepath: recordingFilepath }))
-          .egressId,
+        egressId: (
+          await client.startRecording({ roomName: input.roomName, filepath: recordingFilepath, upload })
+        ).egressId,
       };
     },
 
@@ -81,32 +89,29 @@ export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEff
   };
 }
 
-function toServiceFile(file: MachineEgressFile) {
+export function createCrmEffects(deps: { crm: CrmClient; storage: RecordingStorage }): CrmEffects {
   return {
-    filename: file.filename,
-    location: file.location,
-    sizeBytes: file.sizeBytes ?? null,
-    durationSeconds: file.durationSeconds ?? null,
-  };
-}
-
-export function createCrmEffects(deps: { crm: CrmClient; recordings: RecordingResolver }): CrmEffects {
-  return {
-    async uploadRecording(request, signal) {
-      const recording = await deps.recordings.resolve(toServiceFile(request.file));
-      const { url } = await deps.crm.uploadRecording({
-        callId: request.callId,
-        filePath: recording.path,
-        fileName: recording.fileName,
-        signal,
-      });
-      return { url, sizeBytes: recording.sizeBytes, durationSeconds: recording.durationSeconds };
+    async uploadRecording(request, signal, timeoutMs) {
+      // A fresh read for every attempt: a stream is single-use, and the object may have changed.
+      const recording = await deps.storage.open(request.file, signal);
+      try {
+        const { url } = await deps.crm.uploadRecording({
+          callId: request.callId,
+          recording,
+          timeoutMs,
+          signal,
+        });
+        return { url, sizeBytes: recording.sizeBytes, durationSeconds: recording.durationSeconds };
+      } finally {
+        await recording.close();
+      }
     },
-    async postCallData(request, signal) {
+    async postCallData(request, signal, timeoutMs) {
       const { status } = await deps.crm.postCallData({
         callId: request.callId,
         document: request.document,
         signal,
+        timeoutMs,
       });
       return { status };
     },

@@ -3,11 +3,12 @@
  * `${CRM_BASE_URL}/call-data`, one attempt per call (retrying is the upload machine's job; the
  * idempotency keys `<callId>:recording` and `<callId>:call-data` make its retries safe).
  *
- * Streaming: the recording is opened once (`CRM_FILE_UNREADABLE` if it can't be), measured with
- * `fstat`, and sent as multipart/form-data built by `form-data` from a file stream with a known
- * length, so the request carries an exact `Content-Length` (some CRMs refuse chunked uploads)
- * and memory stays flat whatever the file size (`npm run bench` checks). form-data's combined
- * stream does not close the file when a request fails, so we always do, and wait for it.
+ * Streaming: the recording arrives as a single-use stream of known length (from the shared
+ * volume or a bucket, see `storage/`) and is sent as multipart/form-data built by `form-data`
+ * with that length, so the request carries an exact `Content-Length` (some CRMs refuse chunked
+ * uploads) and memory stays flat whatever the file size (`npm run bench` checks). A stream that
+ * breaks while sending fails as `CRM_SOURCE_READ_FAILED` (retryable: the next attempt reads
+ * afresh); form-data does not end its source when a request fails, so we always destroy it.
  *
  * Deadlines cover the whole exchange (connect, send, answer, read) and fire `CRM_TIMEOUT`. The
  * defaults leave room for a retry inside the 30 s delivery target: a call-data POST is a few KiB
@@ -18,9 +19,7 @@
  * Every answer body is consumed (or destroyed) so no connection is left hanging, and errors
  * carry the CRM's answer (capped, API key scrubbed) but never the request's headers.
  */
-import { open, type FileHandle } from 'node:fs/promises';
-import type { ReadStream } from 'node:fs';
-import { basename } from 'node:path';
+import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import FormData from 'form-data';
 import { Agent, request, type Dispatcher } from 'undici';
@@ -70,11 +69,19 @@ export interface CrmClientOptions {
   onRequest?: ((info: CrmRequestInfo) => void) | undefined;
 }
 
+/** The recording to send: a single-use stream of exactly `sizeBytes` bytes. */
+export interface RecordingBody {
+  body: Readable;
+  sizeBytes: number;
+  /** The multipart filename: the recording's base name. */
+  fileName: string;
+}
+
 export interface UploadRecordingInput {
   callId: string;
-  filePath: string;
-  /** Multipart filename; default the file's base name. */
-  fileName?: string | undefined;
+  recording: RecordingBody;
+  /** Deadline of this upload, ms; default the client's base deadline plus its size allowance. */
+  timeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -88,6 +95,8 @@ export interface UploadRecordingResult {
 export interface PostCallDataInput {
   callId: string;
   document: CallData;
+  /** Deadline of this request, ms; default the client's. */
+  timeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -168,13 +177,6 @@ async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: numbe
 }
 
 /** Destroys the stream (a no-op when it already ended) and waits until its file is closed. */
-async function closeFileStream(stream: ReadStream): Promise<void> {
-  if (stream.closed) return;
-  const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
-  stream.destroy();
-  await closed;
-}
-
 export function createCrmClient(options: CrmClientOptions): CrmClient {
   let base: URL;
   try {
@@ -286,41 +288,17 @@ export function createCrmClient(options: CrmClientOptions): CrmClient {
     });
   }
 
-  async function openRecording(filePath: string): Promise<{ handle: FileHandle; sizeBytes: number }> {
-    const unreadable = (reason: string, cause?: unknown) =>
-      new CrmError(CRM_ERROR_CODES.FILE_UNREADABLE, `recording cannot be read: ${reason}`, {
-        endpoint: 'upload',
-        retryable: false,
-        details: { fileName: basename(filePath) },
-        cause,
-      });
-    let handle: FileHandle;
-    try {
-      handle = await open(filePath, 'r');
-    } catch (error) {
-      throw unreadable((error as { code?: string }).code ?? String(error), error);
-    }
-    try {
-      const stats = await handle.stat();
-      if (!stats.isFile()) throw unreadable('not a regular file');
-      return { handle, sizeBytes: stats.size };
-    } catch (error) {
-      await handle.close();
-      throw error instanceof CrmError ? error : unreadable(String(error), error);
-    }
-  }
-
   return {
-    async uploadRecording({ callId, filePath, fileName, signal }) {
+    async uploadRecording({ callId, recording, timeoutMs, signal }) {
       assertOpen('upload');
-      const { handle, sizeBytes } = await openRecording(filePath);
-      const fileStream = handle.createReadStream();
+      const { body, sizeBytes, fileName } = recording;
       let readError: unknown;
-      fileStream.once('error', (error) => (readError = error));
+      const onReadError = (error: unknown) => (readError ??= error);
+      body.once('error', onReadError);
       try {
         const form = new FormData();
-        form.append('file', fileStream, {
-          filename: fileName ?? basename(filePath),
+        form.append('file', body, {
+          filename: fileName,
           contentType: RECORDING_CONTENT_TYPE,
           knownLength: sizeBytes,
         });
@@ -332,17 +310,16 @@ export function createCrmClient(options: CrmClientOptions): CrmClient {
             ...baseHeaders(),
           },
           body: form,
-          timeoutMs: uploadTimeoutMs + Math.ceil((sizeBytes / uploadMinBytesPerSecond) * 1000),
+          timeoutMs: timeoutMs ?? uploadTimeoutMs + Math.ceil((sizeBytes / uploadMinBytesPerSecond) * 1000),
           signal,
           localFailure: () =>
             readError === undefined
               ? undefined
-              : new CrmError(CRM_ERROR_CODES.FILE_UNREADABLE, 'recording could not be read while sending', {
-                  endpoint: 'upload',
-                  retryable: false,
-                  details: { fileName: basename(filePath) },
-                  cause: readError,
-                }),
+              : new CrmError(
+                  CRM_ERROR_CODES.SOURCE_READ_FAILED,
+                  `the recording could not be read while sending: ${readError instanceof Error ? readError.message : 'unknown error'}`,
+                  { endpoint: 'upload', retryable: true, details: { fileName }, cause: readError },
+                ),
         });
         failIfNot2xx('upload', answer);
         const url = fileUrlFromAnswer(answer.body);
@@ -360,11 +337,13 @@ export function createCrmClient(options: CrmClientOptions): CrmClient {
         }
         return { url, status: answer.status, sizeBytes };
       } finally {
-        await closeFileStream(fileStream);
+        body.off('error', onReadError);
+        // Never leave the source half-read: an unread store body holds its socket.
+        if (!body.destroyed) body.destroy();
       }
     },
 
-    async postCallData({ callId, document, signal }) {
+    async postCallData({ callId, document, timeoutMs, signal }) {
       assertOpen('call_data');
       const answer = await exchange('call_data', {
         headers: {
@@ -373,7 +352,7 @@ export function createCrmClient(options: CrmClientOptions): CrmClient {
           ...baseHeaders(),
         },
         body: JSON.stringify(document),
-        timeoutMs: callDataTimeoutMs,
+        timeoutMs: timeoutMs ?? callDataTimeoutMs,
         signal,
       });
       failIfNot2xx('call_data', answer);

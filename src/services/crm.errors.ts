@@ -28,10 +28,14 @@ export const CRM_ERROR_CODES = {
   REJECTED: 'CRM_REJECTED',
   /** A 2xx (or 3xx) answer we cannot use, e.g. an upload answer without a file URL. */
   BAD_RESPONSE: 'CRM_BAD_RESPONSE',
-  /** The recording cannot be opened or read. */
-  FILE_UNREADABLE: 'CRM_FILE_UNREADABLE',
-  /** The recording changed size while being sent (still being written?); a later attempt may work. */
-  FILE_CHANGED: 'CRM_FILE_CHANGED',
+  /**
+   * The recording's stream broke while being sent (a store or disk read failed). Named for the
+   * recording, not the CRM: the machines' recording policy bounds how long such errors may hold
+   * back the call data (`RECORDING_*` and `STORAGE_*` codes).
+   */
+  SOURCE_READ_FAILED: 'RECORDING_READ_FAILED',
+  /** The recording yielded another length than announced (still being written?); retryable. */
+  FILE_CHANGED: 'RECORDING_LENGTH_CHANGED',
   /** The caller's AbortSignal fired (e.g. shutdown); the CRM may or may not have the request. */
   ABORTED: 'CRM_ABORTED',
   /** The client was closed. */
@@ -202,7 +206,7 @@ export function errorForTransport(
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
     return new CrmError(
       CRM_ERROR_CODES.FILE_CHANGED,
-      `CRM ${endpoint}: the file changed size while being sent`,
+      `CRM ${endpoint}: the recording changed length while being sent`,
       {
         endpoint,
         retryable: true,

@@ -13,7 +13,10 @@
  * credentials or a bad request are not. Callers retry; this client makes one attempt.
  *
  * Output policy: audio-only room composite with no layout (LiveKit then records with the SDK
- * source, no Chrome), passed as `{ file }` so the SDK sends only `fileOutputs`, Ogg forced.
+ * source, no Chrome), passed as `{ file }` so the SDK sends only `fileOutputs`, Ogg forced, no
+ * manifest, with the recording storage's upload settings when it has them (LiveKit Cloud
+ * refuses a file output without). Those settings hold secrets: they travel only in the request
+ * body; LiveKit redacts them in every `EgressInfo` it answers.
  */
 import {
   EgressClient,
@@ -164,6 +167,11 @@ export interface StartRecordingOptions {
   roomName: string;
   /** Egress filepath template, e.g. `calls/{room_name}-{time}.ogg`; `.ogg` is forced by LiveKit. */
   filepath: string;
+  /**
+   * Where the egress uploads the file (`S3Upload`, `GCPUpload`, `AzureBlobUpload`); absent: the
+   * egress server's own `storage:` block, or its local disk.
+   */
+  upload?: EncodedFileOutput['output'] | undefined;
 }
 
 export class CallEgressClient {
@@ -181,9 +189,15 @@ export class CallEgressClient {
   }
 
   /** Starts the call's audio-only Ogg recording. */
-  async startRecording({ roomName, filepath }: StartRecordingOptions): Promise<EgressSnapshot> {
+  async startRecording({ roomName, filepath, upload }: StartRecordingOptions): Promise<EgressSnapshot> {
     this.#assertOpen('startRecording');
-    const output = new EncodedFileOutput({ fileType: EncodedFileType.OGG, filepath });
+    const output = new EncodedFileOutput({
+      fileType: EncodedFileType.OGG,
+      filepath,
+      // The manifest (<dir>/<egressId>.json next to the recording) is of no use to the CRM.
+      disableManifest: true,
+      ...(upload === undefined ? {} : { output: upload }),
+    });
     try {
       return toEgressSnapshot(
         await this.#client.startRoomCompositeEgress(roomName, { file: output }, { audioOnly: true }),

@@ -5,12 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { writeOggOpusRecording } from '../../src/audio/ogg-opus.ts';
 import type { CallData } from '../../src/payload/call-data.ts';
+import type { RecordingBody } from '../../src/services/crm.client.ts';
 import { createCrmSandbox, type CrmSandbox, type CrmSandboxOptions } from '../../src/sandbox/crm/index.ts';
 
 export interface SandboxHarness {
@@ -46,6 +47,12 @@ export async function makeRecording(dir: string, name: string, durationSeconds =
   const path = join(dir, name);
   const { sizeBytes } = await writeOggOpusRecording(path, { durationSeconds });
   return { path, sizeBytes, sha256: await sha256File(path) };
+}
+
+/** A file as the CRM client takes a recording: a fresh stream with its length and base name. */
+export async function recordingBody(path: string, fileName = basename(path)): Promise<RecordingBody> {
+  const { size } = await stat(path);
+  return { body: createReadStream(path), sizeBytes: size, fileName };
 }
 
 export async function sha256File(path: string): Promise<string> {

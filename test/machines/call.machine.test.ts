@@ -18,7 +18,11 @@ import {
 import type { CallData } from '../../src/payload/call-data.ts';
 import { CALL_MACHINE_VERSION, callMachine } from '../../src/machines/call.machine.ts';
 import type { CallEmitted } from '../../src/machines/call.events.ts';
-import type { PostCallDataRequest, UploadRecordingRequest } from '../../src/machines/call.types.ts';
+import type {
+  EgressOutcome,
+  PostCallDataRequest,
+  UploadRecordingRequest,
+} from '../../src/machines/call.types.ts';
 import { uploadMachine } from '../../src/machines/upload.machine.ts';
 import {
   CALL_ID,
@@ -314,25 +318,6 @@ describe('failed and RETRY', () => {
     expect(h.problems()).toEqual([]);
   });
 
-  it('re-drives a failed recording upload from the upload', async () => {
-    const h = new CallHarness();
-    await h.resolve('startEgress', { egressId: EGRESS_ID });
-    h.send({
-      type: 'livekit.egress_ended',
-      egressId: EGRESS_ID,
-      outcome: { status: 'limit_reached', file: RECORDING_FILE },
-      at: 0,
-    });
-    h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
-    await flush();
-    await h.reject('uploadRecording', fatalError('CRM_TOO_LARGE'));
-    expect(h.context.failure).toMatchObject({ step: 'recording' });
-    h.send({ type: 'call.retry', at: h.clock.now() });
-    await flush();
-    expect(h.snapshot.value).toEqual({ active: 'uploadingRecording' });
-    expect((h.effects.take('uploadRecording').input as UploadRecordingRequest).file).toEqual(RECORDING_FILE);
-  });
-
   it('ignores RETRY unless failed', async () => {
     const h = new CallHarness();
     h.send({ type: 'call.retry', at: 0 });
@@ -556,5 +541,155 @@ describe('durability', () => {
     const actor = createActor(createMachine({ entry: spawnChild(fromCallback(() => undefined)) })).start();
     expect(() => actor.getPersistedSnapshot()).toThrow('An inline child actor cannot be persisted.');
     actor.stop();
+  });
+});
+
+const TRANSCRIPT_ITEM = {
+  id: 'item-1',
+  role: 'user' as const,
+  content: 'I would like a quote',
+  timestamp: iso(REFERENCE_TIMESTAMP + 1_000),
+};
+
+describe('a recording never holds back the call data', () => {
+  function collect(h: CallHarness): void {
+    h.send({ type: 'call.transcript', items: [TRANSCRIPT_ITEM], at: h.clock.now() });
+    h.send({ type: 'call.lead', leadId: 'lead-1', data: { name: 'Ada' }, at: h.clock.now() });
+  }
+
+  /** Ends a call whose egress reported `outcome`, so the next step is the upload or the post. */
+  async function endedWith(outcome: EgressOutcome): Promise<CallHarness> {
+    const h = new CallHarness();
+    await h.resolve('startEgress', { egressId: EGRESS_ID });
+    h.send({ type: 'livekit.egress_ended', egressId: EGRESS_ID, outcome, at: h.clock.now() });
+    collect(h);
+    h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
+    await flush();
+    return h;
+  }
+
+  /** The call data goes out with null recording fields and everything collected; then `partial`. */
+  async function expectPartial(h: CallHarness, reason: string): Promise<void> {
+    expect(h.snapshot.value).toEqual({ active: 'postingData' });
+    const document = postedDocument(h);
+    expect(document.callDetails).toMatchObject({
+      recordingUrl: null,
+      recordingDuration: null,
+      recordingSize: null,
+    });
+    expect(document.transcription.conversation_items.map((item) => item.content)).toEqual([
+      TRANSCRIPT_ITEM.content,
+    ]);
+    expect(document.lead).toMatchObject({ leadId: 'lead-1' });
+    expect(document.transcription.metadata).toMatchObject({ recording_missing_reason: reason });
+    expect(h.context.recordingMissing).toMatchObject({ reason });
+    await h.resolve('postCallData', { status: 201 });
+    expect(h.snapshot.value).toBe('done');
+    expect(h.context.outcome).toBe('partial');
+    expect(h.emitted.filter((event) => event.type === 'call.recording_missing')).toEqual([
+      expect.objectContaining({ reason }),
+    ]);
+  }
+
+  it.each([
+    ['a non-retryable CRM answer (413)', fatalError('CRM_REJECTED'), 'crm_refused'],
+    ['a CRM answer without a file URL', fatalError('CRM_BAD_RESPONSE'), 'crm_refused'],
+    ['a file that is not Ogg', fatalError('RECORDING_INVALID'), 'file_not_ogg'],
+    ['a file outside the recordings root', fatalError('RECORDING_OUTSIDE_ROOT'), 'file_outside_root'],
+    ['a storage that refuses callsync', fatalError('STORAGE_ACCESS_DENIED'), 'storage_refused'],
+  ])('%s: posts at once without the recording', async (_name, error, reason) => {
+    const h = await endedWith({ status: 'complete', file: RECORDING_FILE });
+    await h.reject('uploadRecording', error);
+    expect(h.effects.count('uploadRecording')).toBe(1);
+    await expectPartial(h, reason);
+  });
+
+  it.each([
+    ['a missing file', 'RECORDING_NOT_FOUND', 'file_missing'],
+    ['a store that does not answer', 'STORAGE_UNAVAILABLE', 'storage_unavailable'],
+    ['a store read that breaks mid-upload', 'RECORDING_READ_FAILED', 'storage_unavailable'],
+  ])(
+    '%s: five attempts in the fast lane (under 10 s), then posts without it',
+    async (_name, code, reason) => {
+      const h = await endedWith({ status: 'complete', file: RECORDING_FILE });
+      const endedAt = h.clock.now();
+      for (let attempt = 1; attempt <= 5; attempt += 1) {
+        await h.reject('uploadRecording', retryableError(code));
+        if (attempt < 5) {
+          expect(h.snapshot.value).toEqual({ active: 'uploadingRecording' });
+          await h.advanceTo(h.context.delivery!.nextAttemptAt!);
+        }
+      }
+      expect(h.effects.count('uploadRecording')).toBe(5);
+      expect(h.clock.now() - endedAt).toBeLessThan(10_000);
+      await expectPartial(h, reason);
+    },
+  );
+
+  it('a CRM that is down for /upload keeps the recording waiting: its retries go past the fast lane', async () => {
+    const h = await endedWith({ status: 'complete', file: RECORDING_FILE });
+    for (let attempt = 1; attempt <= 6; attempt += 1) {
+      await h.reject('uploadRecording', retryableError('CRM_SERVER_ERROR'));
+      expect(h.snapshot.value).toEqual({ active: 'uploadingRecording' });
+      await h.advanceTo(h.context.delivery!.nextAttemptAt!);
+    }
+    expect(h.effects.count('uploadRecording')).toBe(7);
+    expect(h.context.recordingMissing).toBeNull();
+  });
+
+  it.each([
+    ['failed without a file', { status: 'failed', error: 'pipeline frozen' }, 'egress_failed'],
+    ['aborted', { status: 'aborted', error: 'Start signal not received' }, 'egress_aborted'],
+    ['complete without a file', { status: 'complete', file: null }, 'file_missing'],
+    [
+      'failed with the planned name but nothing uploaded',
+      { status: 'failed', error: 'S3 upload failed', file: { filename: 'calls/x.ogg', location: '' } },
+      'egress_failed',
+    ],
+  ] as const)('an egress %s: posts without a recording', async (_name, outcome, reason) => {
+    const h = await endedWith(outcome);
+    expect(h.effects.count('uploadRecording')).toBe(0);
+    await expectPartial(h, reason);
+  });
+
+  it('an egress not final within the deadline: posts without a recording', async () => {
+    const h = new CallHarness();
+    await h.resolve('startEgress', { egressId: EGRESS_ID });
+    collect(h);
+    h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
+    await flush();
+    await h.advanceTo(h.context.egressDeadlineAt!);
+    await expectPartial(h, 'egress_timed_out');
+  });
+
+  it('an egress that never started: posts without a recording', async () => {
+    const h = new CallHarness();
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      await h.reject('startEgress', fatalError('LIVEKIT_INVALID_REQUEST'));
+      if (h.snapshot.matches({ active: { live: 'inConversation' } })) break;
+    }
+    collect(h);
+    h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
+    await flush();
+    await expectPartial(h, 'egress_not_started');
+  });
+
+  it('a FAILED egress that still reports an uploaded file delivers that file', async () => {
+    const file = { ...RECORDING_FILE, location: 'https://recordings.s3.amazonaws.com/calls/x.ogg' };
+    const h = await endedWith({ status: 'failed', error: 'connection to room failed', file });
+    expect((h.effects.take('uploadRecording').input as UploadRecordingRequest).file).toEqual(file);
+    await h.resolve('uploadRecording', DELIVERED_RECORDING);
+    expect(postedDocument(h).callDetails.recordingUrl).toBe(DELIVERED_RECORDING.url);
+    await h.resolve('postCallData', { status: 201 });
+    expect(h.context.outcome).toBe('delivered');
+  });
+
+  it("gives each upload attempt time in proportion to the recording's size", async () => {
+    const sizeBytes = 89 * 1024 * 1024;
+    const h = await endedWith({ status: 'complete', file: { ...RECORDING_FILE, sizeBytes } });
+    const upload = h.actor.getSnapshot().children['recordingUpload'];
+    const { attemptTimeoutMs } = (upload!.getSnapshot() as { context: { attemptTimeoutMs: number } }).context;
+    // The base per attempt plus one second per 256 KiB: 89 MiB at 256 KiB/s is 356 s.
+    expect(attemptTimeoutMs).toBe(h.context.limits.uploadAttemptTimeoutMs + 356_000);
   });
 });

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { CAN_INSPECT_FDS, openDescriptorsOn } from '../helpers/crm-fds.ts';
 import {
   makeCallData,
   makeRecording,
+  recordingBody,
   startSandbox,
   type Recording,
   type SandboxHarness,
@@ -64,8 +66,8 @@ async function failure(promise: Promise<unknown>): Promise<CrmError> {
   return error as CrmError;
 }
 
-function upload(crm: CrmClient, callId = 'call-1') {
-  return crm.uploadRecording({ callId, filePath: recording.path });
+async function upload(crm: CrmClient, callId = 'call-1') {
+  return crm.uploadRecording({ callId, recording: await recordingBody(recording.path) });
 }
 
 function postCallData(crm: CrmClient, callId = 'call-1') {
@@ -106,7 +108,10 @@ describe('uploadRecording', () => {
   });
 
   it('uses the given file name', async () => {
-    await client().uploadRecording({ callId: 'call-2', filePath: recording.path, fileName: 'call-2.ogg' });
+    await client().uploadRecording({
+      callId: 'call-2',
+      recording: await recordingBody(recording.path, 'call-2.ogg'),
+    });
 
     expect((await harness.sandbox.waitForUpload('call-2:recording')).fileName).toBe('call-2.ogg');
   });
@@ -150,21 +155,29 @@ describe('uploadRecording', () => {
     expect(requests.map((info) => info.code)).toEqual([String(fault.status)]);
   });
 
-  it.each([
-    { name: 'a missing file', path: (dir: string) => join(dir, 'missing.ogg') },
-    { name: 'a directory', path: (dir: string) => join(dir, 'recordings') },
-  ])(
-    'fails with a non-retryable CRM_FILE_UNREADABLE for $name, without calling the CRM',
-    async ({ path }) => {
-      const error = await failure(
-        client().uploadRecording({ callId: 'call-3', filePath: path(harness.dir) }),
-      );
+  it('fails with a retryable RECORDING_READ_FAILED when the recording breaks while being sent', async () => {
+    const { sizeBytes } = await recordingBody(recording.path);
+    const halfThenBroken = Readable.from(
+      (function* () {
+        yield Buffer.alloc(1024, 1); // less than the announced length
+        throw new Error('store connection reset');
+      })(),
+    );
 
-      expect(error).toMatchObject({ code: CRM_ERROR_CODES.FILE_UNREADABLE, retryable: false });
-      expect(harness.sandbox.received().requests.upload).toBe(0);
-      expect(requests).toEqual([]);
-    },
-  );
+    const error = await failure(
+      client().uploadRecording({
+        callId: 'call-3',
+        recording: { body: halfThenBroken, sizeBytes, fileName: 'call-3.ogg' },
+      }),
+    );
+
+    expect(error).toMatchObject({ code: 'RECORDING_READ_FAILED', retryable: true });
+    expect(error.message).toContain('store connection reset');
+    expect(halfThenBroken.destroyed).toBe(true);
+    expect(
+      harness.sandbox.received().uploads.find((u) => u.idempotencyKey === 'call-3:recording'),
+    ).toBeUndefined();
+  });
 
   it.runIf(CAN_INSPECT_FDS)('reads the file progressively: a stalled CRM stalls the reading', async () => {
     const big = await makeRecording(harness.dir, 'recordings/long.ogg', 24_000); // ~60 MiB
@@ -180,7 +193,9 @@ describe('uploadRecording', () => {
       },
     });
 
-    const error = await failure(crm.uploadRecording({ callId: 'call-4', filePath: big.path }));
+    const error = await failure(
+      crm.uploadRecording({ callId: 'call-4', recording: await recordingBody(big.path) }),
+    );
 
     expect(error.code).toBe(CRM_ERROR_CODES.TIMEOUT);
     expect(readWhenTimedOut).toHaveLength(1);
@@ -350,7 +365,7 @@ describe('error classification', () => {
     const controller = new AbortController();
     const pending = client().uploadRecording({
       callId: 'call-9',
-      filePath: recording.path,
+      recording: await recordingBody(recording.path),
       signal: controller.signal,
     });
     await harness.sandbox.waitForRequests('upload', 1);
@@ -399,7 +414,20 @@ describe('the API key', () => {
       await failure(upload(crm)),
       await failure(postCallData(crm)),
       await failure(postCallData(client({ baseUrl: refused.url }))),
-      await failure(crm.uploadRecording({ callId: 'x', filePath: join(harness.dir, 'nope.ogg') })),
+      await failure(
+        crm.uploadRecording({
+          callId: 'x',
+          recording: {
+            body: new Readable({
+              read() {
+                this.destroy(new Error('unreadable'));
+              },
+            }),
+            sizeBytes: 10,
+            fileName: 'nope.ogg',
+          },
+        }),
+      ),
     ];
 
     for (const error of errors) expect(everythingIn(error)).not.toContain(API_KEY);
@@ -465,10 +493,16 @@ describe('file descriptors', () => {
         () => 'ok',
         (error: CrmError) => error.code,
       ),
-      await crm.uploadRecording({ callId: 'c', filePath: recording.path, signal: controller.signal }).then(
-        () => 'ok',
-        (error: CrmError) => error.code,
-      ),
+      await crm
+        .uploadRecording({
+          callId: 'c',
+          recording: await recordingBody(recording.path),
+          signal: controller.signal,
+        })
+        .then(
+          () => 'ok',
+          (error: CrmError) => error.code,
+        ),
       await upload(crm).then(
         () => 'ok',
         (error: CrmError) => error.code,

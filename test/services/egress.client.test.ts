@@ -5,7 +5,7 @@
 import { createServer } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CallEgressClient, LiveKitError } from '../../src/services/egress.client.ts';
-import { RecordingResolver } from '../../src/services/recordings.ts';
+import { LocalRecordingStorage } from '../../src/services/storage/index.ts';
 import { EgressStatus } from 'livekit-server-sdk';
 import {
   TEST_API_KEY,
@@ -69,7 +69,8 @@ describe('CallEgressClient', () => {
     expect(final.state).toBe('complete');
     expect(final.endedAtMs).toBeGreaterThan(0);
     expect(final.file?.durationSeconds).toBeCloseTo(6.5, 3);
-    const recording = await new RecordingResolver({ rootDir: lk.recordingsDir }).resolve(final.file!);
+    const recording = await new LocalRecordingStorage({ recordingsDir: lk.recordingsDir }).open(final.file!);
+    await recording.close();
     expect(recording.sizeBytes).toBe(final.file?.sizeBytes);
     expect(recording.durationSeconds).toBeCloseTo(6.5, 3);
     expect(await client.listActive('room-complete')).toEqual([]);

@@ -1,0 +1,113 @@
+/**
+ * Recordings in Google Cloud Storage, read with the official `@google-cloud/storage`.
+ *
+ * Egress side: the request carries a `GCPUpload` with the bucket and the service-account JSON
+ * (as text, which is what LiveKit expects). Reading side, with the same credentials: the
+ * object's metadata (its length and generation), two ranged reads for the Ogg ends, then one
+ * read of the whole object pinned to that generation, validated by the SDK's CRC32C check, so
+ * an object replaced meanwhile is never mixed into the upload.
+ *
+ * `CALLSYNC_GCS_ENDPOINT` points reads at an emulator; the SDK then sends no credentials.
+ */
+import { Storage, type File } from '@google-cloud/storage';
+import { GCPUpload } from '@livekit/protocol';
+import {
+  assertReportedSize,
+  baseNameOf,
+  closerOf,
+  objectKeyOf,
+  probeOggRecording,
+  readSmall,
+  storageErrorFor,
+  type OpenedRecording,
+  type RecordingStorage,
+  type ReportedFile,
+} from './recording-storage.ts';
+import { describeStorage, type GcsStorageSettings } from './storage-settings.ts';
+
+/** A request that makes no progress for this long fails (the upload machine retries). */
+export const GCS_REQUEST_TIMEOUT_MS = 30_000;
+
+function statusOf(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'number' && code >= 100 && code < 600 ? code : undefined;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export class GcsRecordingStorage implements RecordingStorage {
+  readonly kind = 'gcs' as const;
+  readonly description: string;
+  readonly egressUpload: RecordingStorage['egressUpload'];
+  readonly #settings: GcsStorageSettings;
+  readonly #storage: Storage;
+
+  constructor(settings: GcsStorageSettings, options: { sendToEgress: boolean }) {
+    this.#settings = settings;
+    this.description = describeStorage(settings);
+    const credentials = JSON.parse(settings.credentialsJson) as { project_id?: string };
+    this.#storage = new Storage({
+      ...(credentials.project_id === undefined ? {} : { projectId: credentials.project_id }),
+      credentials,
+      ...(settings.endpoint === undefined ? {} : { apiEndpoint: settings.endpoint }),
+      timeout: GCS_REQUEST_TIMEOUT_MS,
+      retryOptions: { maxRetries: 1 },
+    });
+    this.egressUpload = options.sendToEgress
+      ? {
+          case: 'gcp',
+          value: new GCPUpload({ bucket: settings.bucket, credentials: settings.credentialsJson }),
+        }
+      : undefined;
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.#storage.bucket(this.#settings.bucket).getMetadata();
+    } catch (error) {
+      throw storageErrorFor(statusOf(error), `bucket ${this.#settings.bucket}`, messageOf(error));
+    }
+  }
+
+  async open(file: ReportedFile): Promise<OpenedRecording> {
+    const key = objectKeyOf(file);
+    const where = `gs://${this.#settings.bucket}/${key}`;
+    let pinned: File;
+    let totalBytes: number;
+    try {
+      const [metadata] = await this.#storage.bucket(this.#settings.bucket).file(key).getMetadata();
+      totalBytes = Number(metadata.size ?? 0);
+      pinned = this.#storage
+        .bucket(this.#settings.bucket)
+        .file(key, metadata.generation === undefined ? {} : { generation: metadata.generation });
+    } catch (error) {
+      throw storageErrorFor(statusOf(error), where, messageOf(error));
+    }
+    const { sizeBytes, durationSeconds } = await probeOggRecording(where, async (start, end) => {
+      try {
+        // The SDK reports HTTP failures on the stream, with the status as `code`.
+        const stream = pinned.createReadStream({ start, end, validation: false, decompress: false });
+        const bytes = await readSmall(stream, end - start + 1);
+        return { bytes, totalBytes };
+      } catch (error) {
+        throw storageErrorFor(statusOf(error), where, messageOf(error));
+      }
+    });
+    assertReportedSize(file, sizeBytes, where);
+    const body = pinned.createReadStream({ validation: 'crc32c', decompress: false });
+    return {
+      fileName: baseNameOf(key),
+      sizeBytes,
+      durationSeconds,
+      source: where,
+      body,
+      close: closerOf(body),
+    };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

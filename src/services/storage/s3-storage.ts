@@ -1,0 +1,147 @@
+/**
+ * Recordings in AWS S3 or an S3-compatible store (MinIO, Cloudflare R2, Ceph, …), read with
+ * the official `@aws-sdk/client-s3`.
+ *
+ * Egress side: the request carries an `S3Upload` with the same bucket, region, endpoint, path
+ * style and keys callsync reads with. Reading side: two ranged `GetObject`s for the Ogg ends,
+ * then one `GetObject` of the whole object pinned to the ETag the first read saw (`If-Match`),
+ * so an object replaced meanwhile fails as `RECORDING_CHANGED` instead of mixing two files.
+ *
+ * Client policy: checksums only when required (`WHEN_REQUIRED`), as non-AWS stores mangle the
+ * SDK's default `aws-chunked` trailers; one shared client and its keep-alive sockets for every
+ * call; a connection that takes over `S3_CONNECT_TIMEOUT_MS` or a socket idle for over
+ * `S3_SOCKET_IDLE_TIMEOUT_MS` fails the read (the upload machine retries it).
+ */
+import type { Readable } from 'node:stream';
+import { GetObjectCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { S3Upload } from '@livekit/protocol';
+import {
+  assertReportedSize,
+  baseNameOf,
+  closerOf,
+  objectKeyOf,
+  probeOggRecording,
+  readSmall,
+  storageErrorFor,
+  type OpenedRecording,
+  type RecordingStorage,
+  type ReportedFile,
+} from './recording-storage.ts';
+import { describeStorage, type S3StorageSettings } from './storage-settings.ts';
+
+export const S3_CONNECT_TIMEOUT_MS = 5_000;
+export const S3_SOCKET_IDLE_TIMEOUT_MS = 30_000;
+
+/** `bytes 0-99/12345` → 12345. */
+function totalFromContentRange(contentRange: string | undefined): number | undefined {
+  const total = contentRange?.split('/')[1];
+  const parsed = total === undefined ? Number.NaN : Number(total);
+  return Number.isSafeInteger(parsed) ? parsed : undefined;
+}
+
+function statusOf(error: unknown): number | undefined {
+  if (error instanceof S3ServiceException) return error.$metadata.httpStatusCode;
+  const status = (error as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata?.httpStatusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof S3ServiceException) return `${error.name}: ${error.message}`;
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+export class S3RecordingStorage implements RecordingStorage {
+  readonly kind = 's3' as const;
+  readonly description: string;
+  readonly egressUpload: RecordingStorage['egressUpload'];
+  readonly #settings: S3StorageSettings;
+  readonly #client: S3Client;
+
+  constructor(settings: S3StorageSettings, options: { sendToEgress: boolean }) {
+    this.#settings = settings;
+    this.description = describeStorage(settings);
+    const { accessKeyId, secretAccessKey, sessionToken } = settings;
+    this.#client = new S3Client({
+      region: settings.region,
+      ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+      forcePathStyle: settings.forcePathStyle,
+      ...(accessKeyId !== undefined && secretAccessKey !== undefined
+        ? { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } }
+        : {}),
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 2,
+      requestHandler: { connectionTimeout: S3_CONNECT_TIMEOUT_MS, requestTimeout: S3_SOCKET_IDLE_TIMEOUT_MS },
+    });
+    this.egressUpload = options.sendToEgress
+      ? {
+          case: 's3',
+          value: new S3Upload({
+            bucket: settings.bucket,
+            region: settings.region,
+            endpoint: settings.endpoint ?? '',
+            forcePathStyle: settings.forcePathStyle,
+            accessKey: accessKeyId ?? '',
+            secret: secretAccessKey ?? '',
+            sessionToken: sessionToken ?? '',
+          }),
+        }
+      : undefined;
+  }
+
+  async check(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.#settings.bucket }), {
+        abortSignal: signal,
+      });
+    } catch (error) {
+      throw storageErrorFor(statusOf(error), `bucket ${this.#settings.bucket}`, messageOf(error));
+    }
+  }
+
+  async open(file: ReportedFile, signal?: AbortSignal): Promise<OpenedRecording> {
+    const key = objectKeyOf(file);
+    const where = `s3://${this.#settings.bucket}/${key}`;
+    let etag: string | undefined;
+    const get = async (range: string | undefined) => {
+      try {
+        return await this.#client.send(
+          new GetObjectCommand({
+            Bucket: this.#settings.bucket,
+            Key: key,
+            ...(range === undefined ? {} : { Range: range }),
+            ...(etag === undefined ? {} : { IfMatch: etag }),
+          }),
+          { abortSignal: signal },
+        );
+      } catch (error) {
+        throw storageErrorFor(statusOf(error), where, messageOf(error));
+      }
+    };
+    const { sizeBytes, durationSeconds } = await probeOggRecording(where, async (start, end) => {
+      const part = await get(`bytes=${start}-${end}`);
+      etag ??= part.ETag;
+      const bytes = await readSmall(part.Body as Readable, end - start + 1);
+      return {
+        bytes,
+        totalBytes: totalFromContentRange(part.ContentRange) ?? part.ContentLength ?? bytes.length,
+      };
+    });
+    assertReportedSize(file, sizeBytes, where);
+    const whole = await get(undefined);
+    const body = whole.Body as Readable;
+    return {
+      fileName: baseNameOf(key),
+      sizeBytes: whole.ContentLength ?? sizeBytes,
+      durationSeconds,
+      source: where,
+      body,
+      close: closerOf(body),
+    };
+  }
+
+  close(): Promise<void> {
+    this.#client.destroy();
+    return Promise.resolve();
+  }
+}
