@@ -37,7 +37,15 @@ const milliseconds = z.number().int().min(0);
 
 export const roomBehaviourSchema = z.strictObject({
   egressOutcome: z
-    .enum(['complete', 'failed', 'aborted', 'limit_reached', 'stuck_ending', 'stuck_starting'])
+    .enum([
+      'complete',
+      'failed',
+      'failed_with_file',
+      'aborted',
+      'limit_reached',
+      'stuck_ending',
+      'stuck_starting',
+    ])
     .optional(),
   failure: z
     .strictObject({

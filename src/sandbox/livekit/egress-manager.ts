@@ -3,7 +3,7 @@
  *
  *   STARTING ──(activateAfterMs, and audio published in the room)──▶ ACTIVE
  *   ACTIVE ──(StopEgress "StopEgress API" | room closed "Source closed" | limit)──▶ ENDING
- *   ENDING ──(finalizeAfterMs; the .ogg is written)──▶ COMPLETE | LIMIT_REACHED | FAILED
+ *   ENDING ──(finalizeAfterMs; the .ogg is written, then uploaded)──▶ COMPLETE | LIMIT_REACHED | FAILED
  *   STARTING ──(stop or room closed)──▶ ABORTED "Stop called before pipeline could start"
  *
  * An SDK-source egress waits in STARTING until there is audio to record, so activation also
@@ -11,8 +11,19 @@
  * injectable clock; the recording's length is the time spent ACTIVE unless the room's
  * behaviour fixes it. StopEgress answers with the state as of the stop (ENDING or ABORTED),
  * never COMPLETE: completion is only seen through ListEgress or `egress_ended`.
+ *
+ * Where the file goes is decided at start (egress-storage.ts): with no storage it is written
+ * under the recordings directory and `location` is its absolute path; with request or server
+ * storage it is written to a temp file, uploaded with the store's SDK (egress-uploaders.ts),
+ * the temp file removed, and only then is the egress COMPLETE, with `location` in egress v1.14's
+ * format. An upload the store refuses ends FAILED "<S3|GCP|Azure> upload failed: …" (400) with
+ * no location and size 0, as egress does. The unredacted upload settings stay in-process
+ * (`storageOf`, the `egress:uploaded` events); `EgressInfo.request` carries them redacted.
  */
 import type { EventEmitter } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
 import {
   DisconnectReason,
   EgressInfo,
@@ -28,6 +39,16 @@ import { writeOggOpusRecording } from '../../audio/ogg-opus.ts';
 import type { Clock } from './clock.ts';
 import { secondsToNanos, unixNanos } from './clock.ts';
 import { egressStorageFilepath, resolveRecordingPath } from './egress-filepath.ts';
+import type { EgressStorage, ResolvedStorage, ServerStorageConfig } from './egress-storage.ts';
+import {
+  describeStorage,
+  egressLocation,
+  objectKey,
+  PROVIDER_NAMES,
+  resolveEgressStorage,
+} from './egress-storage.ts';
+import type { UploadEndpoints } from './egress-uploaders.ts';
+import { uploadEgressFile } from './egress-uploaders.ts';
 import type { LiveKitEmulatorEventMap } from './events.ts';
 import { newGuid } from './ids.ts';
 import type { EmulatorLogger } from './logger.ts';
@@ -53,8 +74,13 @@ const MSG_STOPPED_BEFORE_STARTED = 'Stop called before pipeline could start';
 const MSG_LIMIT_REACHED_WITHOUT_START = 'Session limit reached before start signal';
 const MSG_LIMIT_REACHED = 'Session limit reached';
 const DEFAULT_FAILURE_ERROR = 'pipeline frozen';
+/** livekit/egress `ErrRoomConnectionFailed` (psrpc Unavailable → 503). */
+const MSG_ROOM_CONNECTION_FAILED = 'recording ended early: connection to room failed';
 
+/** livekit/egress `ErrUploadFailed` is psrpc InvalidArgument → 400. */
+const HTTP_BAD_REQUEST = 400;
 const HTTP_INTERNAL_SERVER_ERROR = 500;
+const HTTP_SERVICE_UNAVAILABLE = 503;
 const HTTP_PRECONDITION_FAILED = 412;
 const HTTP_REQUEST_ENTITY_TOO_LARGE = 413;
 
@@ -69,7 +95,7 @@ interface EgressRecord {
   info: EgressInfo;
   /** Shared by `file_results[0]` and the deprecated `file` result, as in livekit/egress. */
   file: FileInfo;
-  absolutePath: string;
+  destination: FileDestination;
   roomName: string;
   extraTargets: WebhookTarget[];
   activeAtMs: number | undefined;
@@ -84,6 +110,27 @@ export interface ListEgressFilter {
   egressId?: string;
   roomName?: string;
   active?: boolean;
+}
+
+/** The recordings directory (at `absolutePath`), or a store (at `storage.key`). */
+type FileDestination =
+  | { kind: 'local'; absolutePath: string }
+  | { kind: 'upload'; resolved: ResolvedStorage; storage: EgressStorage };
+
+/** The file that finalisation produced, or why there is none. */
+type FinalizedFile =
+  | { kind: 'file'; sizeBytes: number; durationSeconds: number; location: string }
+  | { kind: 'write_failed'; reason: string }
+  | { kind: 'upload_failed'; durationSeconds: number; error: string };
+
+export interface EgressStorageOptions {
+  server: ServerStorageConfig | undefined;
+  requireStorage: boolean;
+  endpoints: UploadEndpoints;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function isTerminal(status: EgressStatus): boolean {
@@ -116,6 +163,7 @@ export class EgressManager {
   readonly #events: EventEmitter<LiveKitEmulatorEventMap>;
   readonly #logger: EmulatorLogger;
   readonly #recordingsDir: string;
+  readonly #storage: EgressStorageOptions;
   readonly #behaviourFor: (roomName: string) => RoomBehaviour | undefined;
   readonly #webhookTargetFor: (config: { url: string; signingKey: string }) => WebhookTarget;
   readonly #defaults: { activateAfterMs: number; finalizeAfterMs: number };
@@ -130,6 +178,7 @@ export class EgressManager {
     events: EventEmitter<LiveKitEmulatorEventMap>;
     logger: EmulatorLogger;
     recordingsDir: string;
+    storage: EgressStorageOptions;
     behaviourFor: (roomName: string) => RoomBehaviour | undefined;
     /** Resolves a request's `webhooks[]` entry to a signed target. */
     webhookTargetFor: (config: { url: string; signingKey: string }) => WebhookTarget;
@@ -143,6 +192,7 @@ export class EgressManager {
     this.#events = options.events;
     this.#logger = options.logger;
     this.#recordingsDir = options.recordingsDir;
+    this.#storage = options.storage;
     this.#behaviourFor = options.behaviourFor;
     this.#webhookTargetFor = options.webhookTargetFor;
     this.#defaults = options.defaults;
@@ -155,6 +205,11 @@ export class EgressManager {
     if (!room) throw TwirpErrors.roomNotFound();
     this.#failStartIfAsked(request.roomName);
     const file = this.#validatedFileOutput(request);
+    const storage = resolveEgressStorage({
+      file,
+      server: this.#storage.server,
+      requireStorage: this.#storage.requireStorage,
+    });
 
     const nowMs = this.#clock();
     const egressId = newGuid('EG_');
@@ -164,7 +219,16 @@ export class EgressManager {
       roomId: room.sid,
       nowMs,
     });
-    const absolutePath = resolveRecordingPath({ recordingsDir: this.#recordingsDir, storageFilepath });
+    const destination: FileDestination = storage
+      ? {
+          kind: 'upload',
+          resolved: storage,
+          storage: describeStorage(storage, objectKey(storage.prefix, storageFilepath)),
+        }
+      : {
+          kind: 'local',
+          absolutePath: resolveRecordingPath({ recordingsDir: this.#recordingsDir, storageFilepath }),
+        };
     const fileInfo = new FileInfo({ filename: storageFilepath });
     const usesSdkSource = request.audioOnly && request.layout === '' && request.customBaseUrl === '';
     const info = new EgressInfo({
@@ -182,7 +246,7 @@ export class EgressManager {
     const record: EgressRecord = {
       info,
       file: fileInfo,
-      absolutePath,
+      destination,
       roomName: room.name,
       extraTargets: request.webhooks.map((config) => this.#webhookTargetFor(config)),
       activeAtMs: undefined,
@@ -218,6 +282,13 @@ export class EgressManager {
 
   get(egressId: string): EgressInfo | undefined {
     return this.#egresses.get(egressId)?.info.clone();
+  }
+
+  /** The unredacted storage an egress uploads to; null for local files, undefined if unknown. */
+  storageOf(egressId: string): EgressStorage | null | undefined {
+    const record = this.#egresses.get(egressId);
+    if (!record) return undefined;
+    return record.destination.kind === 'upload' ? structuredClone(record.destination.storage) : null;
   }
 
   /** StopEgress: the state as of the stop; 412 once the egress has ended. */
@@ -390,29 +461,118 @@ export class EgressManager {
 
     const activeMs = (record.endingAtMs ?? 0) - (record.activeAtMs ?? 0);
     const durationSeconds = behaviour?.recordingSeconds ?? Math.max(0, activeMs) / 1000;
-    let written: { sizeBytes: number; durationSeconds: number };
-    try {
-      written = await writeOggOpusRecording(record.absolutePath, { durationSeconds });
-    } catch (error) {
-      if (this.#closed) return;
-      const reason = error instanceof Error ? error.message : String(error);
-      this.#logger.error({ egressId: record.info.egressId, err: error }, 'writing the recording failed');
-      this.#fail(record, { error: `upload failed: ${reason}`, errorCode: HTTP_INTERNAL_SERVER_ERROR });
-      return;
-    }
+    const finalized =
+      record.destination.kind === 'upload'
+        ? await this.#writeAndUpload(record, record.destination, durationSeconds)
+        : await this.#writeLocally(record, record.destination.absolutePath, durationSeconds);
     if (this.#closed) return;
 
     const nowMs = this.#clock();
-    record.file.size = BigInt(written.sizeBytes);
-    record.file.duration = secondsToNanos(written.durationSeconds);
+    if (finalized.kind === 'write_failed') {
+      this.#fail(record, {
+        error: `upload failed: ${finalized.reason}`,
+        errorCode: HTTP_INTERNAL_SERVER_ERROR,
+      });
+      return;
+    }
+    record.file.duration = secondsToNanos(finalized.durationSeconds);
     record.file.endedAt = record.file.startedAt + record.file.duration;
-    record.file.location = record.absolutePath;
-    if (record.endReason === 'limit') {
+    if (finalized.kind === 'upload_failed') {
+      this.#fail(record, { error: finalized.error, errorCode: HTTP_BAD_REQUEST });
+      return;
+    }
+    record.file.size = BigInt(finalized.sizeBytes);
+    record.file.location = finalized.location;
+    if (outcome === 'failed_with_file') {
+      this.#fail(record, {
+        error: behaviour?.failure?.error ?? MSG_ROOM_CONNECTION_FAILED,
+        errorCode: behaviour?.failure?.errorCode ?? HTTP_SERVICE_UNAVAILABLE,
+        details: behaviour?.failure?.details ?? `End reason: ${END_REASONS.failure}`,
+      });
+    } else if (record.endReason === 'limit') {
       record.info.error = MSG_LIMIT_REACHED;
       record.info.errorCode = HTTP_REQUEST_ENTITY_TOO_LARGE;
       this.#finish(record, EgressStatus.EGRESS_LIMIT_REACHED, nowMs);
     } else {
       this.#finish(record, EgressStatus.EGRESS_COMPLETE, nowMs);
+    }
+  }
+
+  async #writeLocally(
+    record: EgressRecord,
+    absolutePath: string,
+    durationSeconds: number,
+  ): Promise<FinalizedFile> {
+    try {
+      const written = await writeOggOpusRecording(absolutePath, { durationSeconds });
+      return { kind: 'file', ...written, location: absolutePath };
+    } catch (error) {
+      this.#logger.error({ egressId: record.info.egressId, err: error }, 'writing the recording failed');
+      return { kind: 'write_failed', reason: errorMessage(error) };
+    }
+  }
+
+  /** Temp file → store → temp file removed; the egress stays ENDING throughout. */
+  async #writeAndUpload(
+    record: EgressRecord,
+    upload: Extract<FileDestination, { kind: 'upload' }>,
+    durationSeconds: number,
+  ): Promise<FinalizedFile> {
+    const { egressId } = record.info;
+    const { target } = upload.resolved;
+    const { key } = upload.storage;
+    let tempDir: string | undefined;
+    let localPath: string;
+    let written: { sizeBytes: number; durationSeconds: number };
+    try {
+      try {
+        tempDir = await mkdtemp(join(tmpdir(), 'livekit-emulator-egress-'));
+        localPath = join(tempDir, posix.basename(key));
+        written = await writeOggOpusRecording(localPath, { durationSeconds });
+      } catch (error) {
+        this.#logger.error({ egressId, err: error }, 'writing the recording failed');
+        return { kind: 'write_failed', reason: errorMessage(error) };
+      }
+      const bucket = target.provider === 'azure' ? target.settings.containerName : target.settings.bucket;
+      try {
+        const { sizeBytes } = await uploadEgressFile({
+          target,
+          localPath,
+          key,
+          endpoints: this.#storage.endpoints,
+        });
+        const location = egressLocation(target, key);
+        this.#logger.info(
+          { egressId, provider: target.provider, bucket, key, sizeBytes },
+          'egress file uploaded',
+        );
+        if (!this.#closed) {
+          this.#events.emit('egress:uploaded', {
+            egressId,
+            storage: structuredClone(upload.storage),
+            location,
+            sizeBytes,
+          });
+        }
+        return { kind: 'file', sizeBytes, durationSeconds: written.durationSeconds, location };
+      } catch (error) {
+        // Only the store's message: the settings (and so the credentials) are never logged.
+        const message = `${PROVIDER_NAMES[target.provider]} upload failed: ${errorMessage(error)}`;
+        this.#logger.warn(
+          { egressId, provider: target.provider, bucket, key, error: message },
+          'egress upload failed',
+        );
+        if (!this.#closed) {
+          this.#events.emit('egress:upload-failed', {
+            egressId,
+            storage: structuredClone(upload.storage),
+            error: message,
+          });
+        }
+        return { kind: 'upload_failed', durationSeconds: written.durationSeconds, error: message };
+      }
+    } finally {
+      if (tempDir !== undefined) await rm(tempDir, { recursive: true, force: true });
     }
   }
 

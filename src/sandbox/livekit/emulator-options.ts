@@ -4,6 +4,7 @@
  * the hang-up → departure → room closed sequence has production timing unless a test shrinks it.
  */
 import type { Clock } from './clock.ts';
+import type { ServerStorageConfig } from './egress-storage.ts';
 import type { EmulatorLogger } from './logger.ts';
 import type { WebhookRetryOptions } from './webhook-dispatcher.ts';
 
@@ -21,10 +22,35 @@ export interface LiveKitEmulatorOptions {
   /** API key → secret. Twirp calls must be signed by one of them; webhooks are signed by one. */
   keys: Record<string, string>;
   /**
-   * Stands for the egress host's filesystem: every egress file is written inside it, at the
-   * request's templated `filepath`, and reported with its absolute path as `location`.
+   * Stands for the egress host's filesystem: an egress file that no storage applies to is
+   * written inside it, at the request's templated `filepath`, and reported with its absolute
+   * path as `location`.
    */
   recordingsDir: string;
+  /**
+   * LiveKit Cloud mode (egress `disallow_local_storage`): a file output with no upload settings
+   * and no `serverStorage` is refused with Twirp invalid_argument (400) "request has missing or
+   * invalid field: output". False by default (self-hosted egress writing local files).
+   */
+  requireStorage?: boolean;
+  /**
+   * A self-hosted egress `storage:` block: where files go when the request carries no s3/gcp/
+   * azure settings (request storage wins; the first of s3, gcp, azure is used). Never echoed
+   * in `EgressInfo.request`. Its `prefix` is joined before every object key, request storage
+   * included, and is not part of the reported `filename`.
+   */
+  serverStorage?: ServerStorageConfig;
+  /**
+   * GCS JSON API root for `gcp` uploads (e.g. a fake at `http://127.0.0.1:<port>`); real egress
+   * can only reach Google, which is the default. With it the SDK sends no credentials.
+   */
+  gcsEndpoint?: string;
+  /**
+   * Blob service URL for `azure` uploads, account path included for Azurite
+   * (`http://127.0.0.1:<port>/devstoreaccount1`); `https://<account>.blob.core.windows.net`
+   * (where real egress always goes) by default.
+   */
+  azureBlobEndpoint?: string;
   /** Interface to listen on; 127.0.0.1 by default. */
   host?: string;
   /** Port to listen on; 0 (any free port) by default. */

@@ -1,7 +1,8 @@
 /**
  * A LiveKit server stand-in for the parts callsync uses: the Egress and RoomService Twirp
  * APIs (driven by the real livekit-server-sdk), signed webhooks, rooms with SIP callers and
- * agents, and room-composite egresses that write real Ogg Opus files.
+ * agents, and room-composite egresses that write real Ogg Opus files, locally or uploaded to
+ * S3, GCS or Azure Blob storage as egress does (see egress-manager.ts).
  *
  * `createLiveKitEmulator` composes the pieces and opens nothing; `start()` listens. The control
  * API below is what a test or the demo uses to play the caller's side (join, hang up) and to
@@ -20,6 +21,7 @@ import type { Clock } from './clock.ts';
 import { createControlHandler } from './control-routes.ts';
 import type { ListEgressFilter } from './egress-manager.ts';
 import { EgressManager } from './egress-manager.ts';
+import type { EgressStorage } from './egress-storage.ts';
 import type { LiveKitEmulatorOptions } from './emulator-options.ts';
 import {
   DEFAULT_ACTIVATE_AFTER_MS,
@@ -108,6 +110,12 @@ export interface LiveKitEmulator {
   listParticipants(room: string): ParticipantInfo[];
   getEgress(egressId: string): EgressInfo | undefined;
   listEgress(filter?: ListEgressFilter): EgressInfo[];
+  /**
+   * The upload settings the egress was started with, unredacted (tests assert the credentials
+   * a request carried; s3rver ignores them): `null` when its file stays local, `undefined` for
+   * an unknown egress. Deliberately not in the HTTP control API.
+   */
+  egressStorage(egressId: string): EgressStorage | null | undefined;
   /** Webhook events emitted so far (before faults), oldest first. */
   webhookLog(): EmittedWebhook[];
 
@@ -184,6 +192,14 @@ export function createLiveKitEmulator(options: LiveKitEmulatorOptions): LiveKitE
     events,
     logger,
     recordingsDir: resolve(options.recordingsDir),
+    storage: {
+      server: options.serverStorage && structuredClone(options.serverStorage),
+      requireStorage: options.requireStorage ?? false,
+      endpoints: {
+        ...(options.gcsEndpoint === undefined ? {} : { gcsEndpoint: options.gcsEndpoint }),
+        ...(options.azureBlobEndpoint === undefined ? {} : { azureBlobEndpoint: options.azureBlobEndpoint }),
+      },
+    },
     behaviourFor,
     webhookTargetFor: ({ url, signingKey }) => {
       if (keys.has(signingKey)) return targetFor(signingKey, url);
@@ -373,6 +389,7 @@ export function createLiveKitEmulator(options: LiveKitEmulatorOptions): LiveKitE
     listParticipants: (room) => rooms.participants(room),
     getEgress: (egressId) => egress.get(egressId),
     listEgress: (filter = {}) => egress.list(filter),
+    egressStorage: (egressId) => egress.storageOf(egressId),
     webhookLog: () => [...webhookLog],
 
     waitForEgress(egressId, predicate = () => true, waitOptions = {}) {

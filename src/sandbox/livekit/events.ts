@@ -4,6 +4,7 @@
  * never show through an event already received.
  */
 import type { EgressInfo, ParticipantInfo, Room, RoomEndReason, WebhookEvent } from '@livekit/protocol';
+import type { EgressStorage } from './egress-storage.ts';
 import type { EmulatedWebhookEventName } from './room-behaviour.ts';
 
 export interface EmittedWebhook {
@@ -31,6 +32,13 @@ export type LiveKitEmulatorEventMap = {
   'participant:left': [{ room: Room; participant: ParticipantInfo }];
   /** Any change of an egress: creation and every status change. */
   'egress:updated': [{ info: EgressInfo }];
+  /**
+   * The egress file is in its store (the egress is still ENDING). `storage` holds the
+   * unredacted settings: in-process only, never served over HTTP.
+   */
+  'egress:uploaded': [{ egressId: string; storage: EgressStorage; location: string; sizeBytes: number }];
+  /** The store refused the upload; the egress is about to end FAILED with `error`. */
+  'egress:upload-failed': [{ egressId: string; storage: EgressStorage; error: string }];
   /** A webhook event was produced (before faults are applied). */
   'webhook:emitted': [EmittedWebhook];
   /** A `drop` behaviour swallowed the event. */

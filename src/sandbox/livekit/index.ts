@@ -11,6 +11,14 @@ export {
 } from './emulator-options.ts';
 export type { EmittedWebhook, LiveKitEmulatorEventMap, WebhookDeliveryRef } from './events.ts';
 export type { ListEgressFilter } from './egress-manager.ts';
+export type {
+  AzureStorageSettings,
+  EgressStorage,
+  GcpStorageSettings,
+  S3StorageSettings,
+  ServerStorageConfig,
+  StorageProvider,
+} from './egress-storage.ts';
 export type { EmulatorLogger } from './logger.ts';
 export { EMULATED_WEBHOOK_EVENTS } from './room-behaviour.ts';
 export type {

@@ -25,6 +25,10 @@ export type EmulatedWebhookEventName = (typeof EMULATED_WEBHOOK_EVENTS)[number];
  * How an egress of the room ends.
  * - `complete`: ACTIVE → (stop / room closed) → ENDING → COMPLETE with a real file.
  * - `failed`: as complete, but finalisation fails: FAILED, no file.
+ * - `failed_with_file`: the file is written (and uploaded) as for complete, then the egress
+ *   ends FAILED "recording ended early: connection to room failed" (503) with `location`,
+ *   `size` and `duration` filled: the partial recording livekit/egress test/edge.go expects
+ *   after the recorder lost the room. `failure` overrides its error fields too.
  * - `aborted`: never becomes ACTIVE; ABORTED "Start signal not received" (412) once
  *   `activateAfterMs` passes.
  * - `limit_reached`: ACTIVE for `limitReachedAfterMs`, then ENDING → LIMIT_REACHED
@@ -33,7 +37,13 @@ export type EmulatedWebhookEventName = (typeof EMULATED_WEBHOOK_EVENTS)[number];
  * - `stuck_starting`: never becomes ACTIVE; only StopEgress or a room close ends it (ABORTED).
  */
 export type EgressOutcome =
-  'complete' | 'failed' | 'aborted' | 'limit_reached' | 'stuck_ending' | 'stuck_starting';
+  | 'complete'
+  | 'failed'
+  | 'failed_with_file'
+  | 'aborted'
+  | 'limit_reached'
+  | 'stuck_ending'
+  | 'stuck_starting';
 
 export interface EgressFailure {
   /** `EgressInfo.error`; default "pipeline frozen". */
@@ -80,7 +90,7 @@ export interface WebhookBehaviour {
 export interface RoomBehaviour {
   /** How the room's egresses end; `complete` by default. */
   egressOutcome?: EgressOutcome;
-  /** Overrides `failed`'s error fields. */
+  /** Overrides the error fields of `failed` and `failed_with_file`. */
   failure?: EgressFailure;
   /** Makes StartRoomCompositeEgress fail for this room. */
   failStarts?: StartFailure;
