@@ -7,6 +7,7 @@
  */
 import { createCallsyncApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { RecordingError } from './services/storage/index.ts';
 
 let config;
 try {
@@ -53,6 +54,8 @@ try {
   const { url } = await app.start();
   logger.info({ url }, 'callsync ready');
 } catch (error) {
+  // A deployment mistake (the recordings volume not mounted) gets one line a person can act on.
+  if (error instanceof RecordingError) process.stderr.write(`callsync: ${error.message}\n`);
   logger.fatal({ err: error }, 'callsync could not start');
   await app.close().catch(() => undefined);
   process.exit(1);

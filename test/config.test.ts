@@ -70,3 +70,152 @@ describe('loadConfig', () => {
     expect(message).not.toContain('super-secret-value');
   });
 });
+
+describe('loadConfig: where recordings are stored', () => {
+  const s3 = {
+    ...required,
+    CALLSYNC_EGRESS_STORAGE: 's3',
+    CALLSYNC_S3_BUCKET: 'call-recordings',
+    CALLSYNC_S3_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+    CALLSYNC_S3_SECRET_ACCESS_KEY: 's3-secret-never-printed',
+  };
+  const invalid = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as Error).message;
+    }
+    throw new Error('expected a ConfigError');
+  };
+
+  it('defaults to the shared volume, with the egress request carrying storage when there is one', () => {
+    expect(loadConfig(required).egressStorage).toEqual({
+      storage: { kind: 'local', recordingsDir: './recordings' },
+      sendToEgress: true,
+    });
+  });
+
+  it('reads S3 with the contract defaults: region us-east-1, virtual-hosted style', () => {
+    expect(loadConfig(s3).egressStorage).toEqual({
+      storage: {
+        kind: 's3',
+        bucket: 'call-recordings',
+        region: 'us-east-1',
+        endpoint: undefined,
+        forcePathStyle: false,
+        accessKeyId: 'AKIAEXAMPLE',
+        secretAccessKey: 's3-secret-never-printed',
+        sessionToken: undefined,
+      },
+      sendToEgress: true,
+    });
+  });
+
+  it('reads an S3-compatible store (R2, MinIO) and a read-only set-up without keys', () => {
+    const config = loadConfig({
+      ...s3,
+      CALLSYNC_S3_ENDPOINT: 'https://account.r2.cloudflarestorage.com/',
+      CALLSYNC_S3_REGION: 'auto',
+      CALLSYNC_S3_FORCE_PATH_STYLE: 'true',
+      CALLSYNC_S3_SESSION_TOKEN: 'session',
+    });
+    expect(config.egressStorage.storage).toMatchObject({
+      endpoint: 'https://account.r2.cloudflarestorage.com',
+      region: 'auto',
+      forcePathStyle: true,
+      sessionToken: 'session',
+    });
+    const readOnly = loadConfig({
+      ...required,
+      CALLSYNC_EGRESS_STORAGE: 's3',
+      CALLSYNC_S3_BUCKET: 'b',
+      CALLSYNC_EGRESS_SEND_STORAGE: 'false',
+    });
+    expect(readOnly.egressStorage).toMatchObject({
+      sendToEgress: false,
+      storage: { accessKeyId: undefined },
+    });
+  });
+
+  it.each([
+    [{ CALLSYNC_EGRESS_STORAGE: 'dropbox' }, 'CALLSYNC_EGRESS_STORAGE must be local, s3, gcs or azure'],
+    [{ CALLSYNC_EGRESS_STORAGE: 's3' }, 'CALLSYNC_S3_'],
+    [{ ...s3, CALLSYNC_S3_BUCKET: '' }, 'CALLSYNC_S3_BUCKET is required when CALLSYNC_EGRESS_STORAGE is s3'],
+    [{ ...s3, CALLSYNC_S3_SECRET_ACCESS_KEY: '' }, 'CALLSYNC_S3_SECRET_ACCESS_KEY is required'],
+    [{ ...s3, CALLSYNC_S3_ENDPOINT: 'minio:9000' }, 'CALLSYNC_S3_ENDPOINT must be a URL'],
+    [{ ...s3, CALLSYNC_S3_FORCE_PATH_STYLE: 'maybe' }, 'CALLSYNC_S3_FORCE_PATH_STYLE must be true or false'],
+    [
+      { ...s3, CALLSYNC_EGRESS_SEND_STORAGE: 'sometimes' },
+      'CALLSYNC_EGRESS_SEND_STORAGE must be true or false',
+    ],
+    [
+      { CALLSYNC_EGRESS_STORAGE: 'gcs', CALLSYNC_GCS_BUCKET: 'b' },
+      'CALLSYNC_GCS_CREDENTIALS_FILE is required',
+    ],
+    [
+      {
+        CALLSYNC_EGRESS_STORAGE: 'gcs',
+        CALLSYNC_GCS_BUCKET: 'b',
+        CALLSYNC_GCS_CREDENTIALS_FILE: '/no/such/key.json',
+      },
+      'CALLSYNC_GCS_CREDENTIALS_FILE /no/such/key.json cannot be read (ENOENT)',
+    ],
+    [
+      {
+        CALLSYNC_EGRESS_STORAGE: 'azure',
+        CALLSYNC_AZURE_ACCOUNT_NAME: 'acct',
+        CALLSYNC_AZURE_CONTAINER: 'c',
+      },
+      'CALLSYNC_AZURE_ACCOUNT_KEY is required when CALLSYNC_EGRESS_STORAGE is azure',
+    ],
+  ])('names the variable: %j', (env, expected) => {
+    const message = invalid({ ...required, ...env });
+    expect(message).toContain(expected);
+    expect(message).not.toContain('s3-secret-never-printed');
+    expect(message.split('\n')).toHaveLength(1);
+  });
+
+  it('reads the GCS key file and never echoes a bad one', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'callsync-config-'));
+    const key = JSON.stringify({
+      type: 'service_account',
+      client_email: 'callsync@project.iam.gserviceaccount.com',
+      private_key: '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n',
+    });
+    await writeFile(join(dir, 'key.json'), key);
+    await writeFile(join(dir, 'broken.json'), '{"private_key": "-----BEGIN PRIVATE KEY----- leaked?');
+    const gcs = { ...required, CALLSYNC_EGRESS_STORAGE: 'gcs', CALLSYNC_GCS_BUCKET: 'rec' };
+    expect(
+      loadConfig({ ...gcs, CALLSYNC_GCS_CREDENTIALS_FILE: join(dir, 'key.json') }).egressStorage.storage,
+    ).toEqual({
+      kind: 'gcs',
+      bucket: 'rec',
+      credentialsJson: key,
+      endpoint: undefined,
+    });
+    const message = invalid({ ...gcs, CALLSYNC_GCS_CREDENTIALS_FILE: join(dir, 'broken.json') });
+    expect(message).toContain('is not JSON');
+    expect(message).not.toContain('PRIVATE KEY');
+  });
+
+  it('gives Azure its public endpoint unless told otherwise (an emulator)', () => {
+    const azure = {
+      ...required,
+      CALLSYNC_EGRESS_STORAGE: 'azure',
+      CALLSYNC_AZURE_ACCOUNT_NAME: 'acct',
+      CALLSYNC_AZURE_ACCOUNT_KEY: 'a2V5',
+      CALLSYNC_AZURE_CONTAINER: 'recordings',
+    };
+    expect(loadConfig(azure).egressStorage.storage).toMatchObject({
+      blobEndpoint: 'https://acct.blob.core.windows.net',
+    });
+    expect(
+      loadConfig({ ...azure, CALLSYNC_AZURE_BLOB_ENDPOINT: 'http://127.0.0.1:10000/devstoreaccount1' })
+        .egressStorage.storage,
+    ).toMatchObject({ blobEndpoint: 'http://127.0.0.1:10000/devstoreaccount1' });
+  });
+});

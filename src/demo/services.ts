@@ -10,7 +10,7 @@
  * longer exist, and callsync would try to resume them at the next start. A run leaves nothing
  * behind unless it is asked to keep its files (`--keep-running`), and then it says where.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type DestinationStream } from 'pino';
@@ -63,6 +63,8 @@ export interface DemoServices {
 export async function startDemoServices(options: DemoServicesOptions = {}): Promise<DemoServices> {
   const dir = await mkdtemp(join(tmpdir(), 'callsync-demo-'));
   const recordingsDir = join(dir, 'recordings');
+  // The volume the egress shares with callsync: it must exist before callsync starts.
+  await mkdir(recordingsDir, { recursive: true });
   const storePath = join(dir, 'callsync.db');
   const emulator = createLiveKitEmulator({
     keys: { [LIVEKIT_API_KEY]: LIVEKIT_API_SECRET },

@@ -11,7 +11,7 @@
  * waits for), the CRM sandbox's read-out, the exit itself, and the store read after the exit.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -239,8 +239,9 @@ describe('secrets in the output', () => {
 });
 
 describe('in-process lifecycle', () => {
-  async function app(store?: string) {
+  async function app(store?: string, options: { recordingsDir?: boolean } = {}) {
     const dir = await tempDir();
+    if (options.recordingsDir !== false) await mkdir(join(dir, 'recordings'));
     const config = loadConfig({
       LIVEKIT_URL: 'http://127.0.0.1:7880',
       LIVEKIT_API_KEY: 'APIkey',
@@ -264,7 +265,19 @@ describe('in-process lifecycle', () => {
     const starting = a.start();
     expect(a.supervisor.isReady()).toBe(false); // what /readyz answers from, while start() runs
     await starting;
-    expect(await readyz(a)).toEqual({ status: 200, body: { status: 'ready' } });
+    expect(await readyz(a)).toEqual({ status: 200, body: { status: 'ready', checks: { storage: 'ok' } } });
+  });
+
+  it('refuses to start without its recordings directory, naming the variable', async () => {
+    const a = await app(undefined, { recordingsDir: false });
+    cleanups.push(() => a.close());
+    await expect(a.start()).rejects.toMatchObject({
+      code: 'RECORDINGS_DIR_MISSING',
+      message: expect.stringMatching(
+        /^CALLSYNC_RECORDINGS_DIR .*recordings is not a readable directory/,
+      ) as string,
+    });
+    expect(await readyz(a)).toMatchObject({ status: 503 });
   });
 
   it('stays not ready when the store cannot be opened, and still closes cleanly', async () => {

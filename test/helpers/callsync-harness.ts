@@ -8,7 +8,7 @@
  * one got (so the agent's reporter, LiveKit's webhooks and a Prometheus scrape keep one URL) and
  * over the same SQLite file (so recovery resumes the calls it left).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -66,6 +66,8 @@ export interface HarnessOptions {
 export async function startCallsyncHarness(options: HarnessOptions = {}): Promise<CallsyncHarness> {
   const dir = await mkdtemp(join(tmpdir(), 'callsync-e2e-'));
   const recordingsDir = join(dir, 'recordings');
+  // The volume the egress shares with callsync: it must exist before callsync starts.
+  await mkdir(recordingsDir, { recursive: true });
   const emulator = createLiveKitEmulator({
     keys: { [API_KEY]: API_SECRET },
     recordingsDir,

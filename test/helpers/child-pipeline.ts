@@ -10,7 +10,7 @@
  * Every wait is on an event (the emulator's egress updates, the CRM sandbox's read-out) or on a
  * real HTTP answer, never on time alone.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EgressStatus } from 'livekit-server-sdk';
@@ -72,6 +72,8 @@ export interface ChildPipelineOptions {
 export async function startChildPipeline(options: ChildPipelineOptions = {}): Promise<ChildPipeline> {
   const dir = await mkdtemp(join(tmpdir(), 'callsync-child-'));
   const recordingsDir = join(dir, 'recordings');
+  // The volume the egress shares with callsync: it must exist before callsync starts.
+  await mkdir(recordingsDir, { recursive: true });
   const storeUrl = `sqlite:${join(dir, 'callsync.db')}`;
   const port = await freePort();
   const emulator = createLiveKitEmulator({
