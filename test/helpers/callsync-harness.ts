@@ -17,7 +17,11 @@ import { createCallsyncApp, type CallsyncApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { createCrmSandbox, type CrmSandbox } from '../../src/sandbox/crm/index.ts';
-import { createLiveKitEmulator, type LiveKitEmulator } from '../../src/sandbox/livekit/index.ts';
+import {
+  createLiveKitEmulator,
+  type LiveKitEmulator,
+  type LiveKitEmulatorOptions,
+} from '../../src/sandbox/livekit/index.ts';
 
 export const API_KEY = 'APIe2ekey';
 export const API_SECRET = 'e2e-secret-that-is-long-enough-for-hs256';
@@ -59,6 +63,8 @@ export interface ApiAnswer {
 
 export interface HarnessOptions {
   env?: Record<string, string>;
+  /** Emulator options over the harness's (storage endpoints, Cloud mode, server storage…). */
+  emulator?: Partial<LiveKitEmulatorOptions>;
   limits?: Record<string, number>;
   departureTimeoutMs?: number;
 }
@@ -75,6 +81,7 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     finalizeAfterMs: 50,
     departureTimeoutMs: options.departureTimeoutMs ?? 200,
     webhookRetry: { maxAttempts: 3, baseDelayMs: 20 },
+    ...options.emulator,
   });
   const crm = createCrmSandbox({ storageDir: join(dir, 'crm') });
   const [{ url: liveKitUrl }, { url: crmUrl }] = await Promise.all([emulator.start(), crm.start()]);
@@ -99,7 +106,7 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     LOG_LEVEL: 'debug',
     ...options.env,
   };
-  const logger = createLogger({ level: 'debug', destination: sink });
+  const logger = createLogger({ level: loadConfig(env).logLevel, destination: sink });
   const limits = { egressPollIntervalMs: 200, ...options.limits };
   let app = createCallsyncApp(loadConfig(env), { logger, limits });
   const { url } = await app.start();
