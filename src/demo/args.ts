@@ -1,5 +1,6 @@
 /**
- * `npm run demo` flags: `--calls N` (or `DEMO_CALLS`), `--keep-running`, `--help`. Parsed with
+ * `npm run demo` flags: `--calls N` (or `DEMO_CALLS`), `--storage local|s3`, `--keep-running`,
+ * `--help`. Parsed with
  * node:util's parseArgs, strictly: an unknown flag or a bad number is an error with one line
  * saying which, not a silently different demo.
  */
@@ -9,10 +10,16 @@ import { DEMO_CALLS_DEFAULT } from './run-demo.ts';
 /** A batch big enough to be interesting, small enough for one machine and a minute or two. */
 export const DEMO_CALLS_MAX = 1_000;
 
+/** Where the demo's egress writes recordings and callsync reads them (`--storage`). */
+export type DemoStorageKind = 'local' | 's3';
+export const DEMO_STORAGE_KINDS: readonly DemoStorageKind[] = ['local', 's3'];
+
 export interface DemoArgs {
   calls: number;
   keepRunning: boolean;
   help: boolean;
+  /** `--storage`; absent: `local` (the shared volume), as the demo always ran. */
+  storage?: DemoStorageKind;
 }
 
 export class DemoArgsError extends Error {
@@ -20,13 +27,24 @@ export class DemoArgsError extends Error {
   readonly code = 'DEMO_ARGS_INVALID';
 }
 
-export const DEMO_USAGE = `usage: npm run demo -- [--calls N] [--keep-running]
+export const DEMO_USAGE = `usage: npm run demo -- [--calls N] [--storage local|s3] [--keep-running]
 
   --calls N        how many simulated calls to push (default ${DEMO_CALLS_DEFAULT}, or DEMO_CALLS; 1–${DEMO_CALLS_MAX})
+  --storage KIND   where recordings live: local (default) = a volume shared by the egress and
+                   callsync; s3 = a local S3-compatible server (s3rver), the egress in LiveKit
+                   Cloud mode uploading with the settings callsync sends, callsync reading back
   --keep-running   leave the LiveKit emulator, the CRM sandbox and callsync up after the
                    summary, until Ctrl-C, to curl the printed URLs or scrape /metrics
   LOG_LEVEL        callsync's log level on stderr (default warn)
 `;
+
+function storageKind(raw: string): DemoStorageKind {
+  const kind = DEMO_STORAGE_KINDS.find((candidate) => candidate === raw.trim());
+  if (kind === undefined) {
+    throw new DemoArgsError(`--storage must be one of ${DEMO_STORAGE_KINDS.join(', ')}, got "${raw}"`);
+  }
+  return kind;
+}
 
 function callCount(raw: string, source: string): number {
   const value = Number(raw);
@@ -43,6 +61,7 @@ export function parseDemoArgs(argv: readonly string[], env: NodeJS.ProcessEnv): 
       args: [...argv],
       options: {
         calls: { type: 'string' },
+        storage: { type: 'string' },
         'keep-running': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -57,5 +76,6 @@ export function parseDemoArgs(argv: readonly string[], env: NodeJS.ProcessEnv): 
     calls: values.calls === undefined ? (fromEnv ?? DEMO_CALLS_DEFAULT) : callCount(values.calls, '--calls'),
     keepRunning: values['keep-running'],
     help: values.help,
+    ...(values.storage === undefined ? {} : { storage: storageKind(values.storage) }),
   };
 }

@@ -1,9 +1,10 @@
 /**
  * `npm run demo`: the whole pipeline on one machine, with no outside services. Parses the
  * flags, starts the services, runs the demo, prints the summary and exits 0 only if every call
- * reached the CRM (1 otherwise, 2 for bad flags). With `--keep-running` the services stay up
- * after the summary until Ctrl-C. Ctrl-C (or SIGTERM) at any point closes everything; a second
- * one leaves at once. callsync's logs go to stderr (level `warn`, `LOG_LEVEL` overrides), the
+ * reached the CRM (1 otherwise, 2 for bad flags). `--storage s3` adds an S3-compatible server
+ * (s3rver) for the recordings. With `--keep-running` the services stay up after the summary
+ * until Ctrl-C. Ctrl-C (or SIGTERM) at any point closes everything; a second one leaves at
+ * once. callsync's logs go to stderr (level `warn`, `LOG_LEVEL` overrides), the
  * progress lines and the summary to stdout.
  */
 import { ConfigError } from '../config.ts';
@@ -47,7 +48,9 @@ async function shutDown(code: number): Promise<never> {
 function onSignal(signal: NodeJS.Signals): void {
   if (stopping) process.exit(EXIT_INTERRUPTED);
   stopping = true;
-  say(`\n${signal}: closing callsync, the LiveKit emulator and the CRM sandbox…`);
+  say(
+    `\n${signal}: closing callsync, the LiveKit emulator${args.storage === 's3' ? ', the S3 server' : ''} and the CRM sandbox…`,
+  );
   interrupted.abort();
   void shutDown(resultCode ?? EXIT_INTERRUPTED);
 }
@@ -55,9 +58,10 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
 try {
-  services = await startDemoServices({ logLevel: process.env.LOG_LEVEL });
+  services = await startDemoServices({ logLevel: process.env.LOG_LEVEL, storage: args.storage });
   say(
-    `callsync ${services.urls.app} · LiveKit emulator ${services.urls.liveKit} · CRM sandbox ${services.urls.crm}`,
+    `callsync ${services.urls.app} · LiveKit emulator ${services.urls.liveKit} · CRM sandbox ${services.urls.crm}` +
+      (services.urls.s3 ? ` · S3 (s3rver) ${services.urls.s3}` : ''),
   );
   const summary = await runDemo({
     services,

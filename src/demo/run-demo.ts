@@ -1,9 +1,10 @@
 /**
  * The demo itself, as a function: push a planned batch of calls through callsync (bounded
  * concurrency, staggered starts), wait until each one reached the CRM or the deadline passed,
- * then read callsync's view of every call, its metrics and the CRM sandbox's read-out, and
- * reduce them to a `DemoSummary`. It starts and stops nothing: the caller owns the services
- * (main.ts for `npm run demo`, the test for its own batch).
+ * then read callsync's view of every call, its metrics, the CRM sandbox's read-out and what
+ * the recordings' store holds, and reduce them to a `DemoSummary`. It starts and stops
+ * nothing: the caller owns the services (main.ts for `npm run demo`, the test for its own
+ * batch).
  *
  * Waiting is event-driven. Per call, callsync's `call:finished` event says the call reached a
  * final state; then, unless it failed, the CRM sandbox's `waitForCallData` confirms the
@@ -11,6 +12,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import { z } from 'zod';
+import { MISSING_RECORDING_REASONS } from '../machines/recording-policy.ts';
 import type { SupervisorEventMap } from '../supervisor.ts';
 import { planCalls } from './call-plan.ts';
 import { runPooled } from './pool.ts';
@@ -162,6 +164,12 @@ export async function runDemo(options: RunDemoOptions): Promise<DemoSummary> {
       if (parsed.success) views.set(run.callId, parsed.data);
     });
     const exposition = await api.getText('/metrics');
+    const missingReasons: Record<string, number> = {};
+    for (const reason of MISSING_RECORDING_REASONS) {
+      const count = sampleValue(exposition, 'callsync_recordings_missing_total', { reason });
+      if (count > 0) missingReasons[reason] = count;
+    }
+    const storage = await services.storage.readout();
 
     return buildSummary({
       runs,
@@ -172,6 +180,8 @@ export async function runDemo(options: RunDemoOptions): Promise<DemoSummary> {
         upload: sampleValue(exposition, 'callsync_crm_retries_total', { endpoint: 'upload' }),
         callData: sampleValue(exposition, 'callsync_crm_retries_total', { endpoint: 'call_data' }),
       },
+      missingReasons,
+      storage,
       targetSeconds: app.config.uploadTargetSeconds,
       wallSeconds,
       urls: services.urls,

@@ -3,23 +3,36 @@
  * API emulator, the CRM sandbox, and callsync itself with its production wiring
  * (`createCallsyncApp`), its webhooks wired from the emulator to `${appUrl}/livekit/webhook`.
  *
- * Everything lives in one temp directory: the SQLite store, the recordings volume shared by
- * the emulated egress and callsync, and the CRM's stored files. A temp dir rather than
+ * Where recordings live (`storage`):
+ * - `local` (the default): a recordings volume shared by the emulated egress and callsync,
+ *   like a self-hosted egress writing to local disk.
+ * - `s3`: an S3-compatible server (s3rver, s3-server.ts) is the fourth service. The emulator
+ *   runs in LiveKit Cloud mode (`requireStorage`: a file output without upload settings is
+ *   refused) and callsync is configured with `CALLSYNC_EGRESS_STORAGE=s3`, so every egress
+ *   request carries the bucket and keys, the egress uploads each file there, and callsync
+ *   reads it back from the bucket. callsync's `CALLSYNC_RECORDINGS_DIR` names a directory that
+ *   does not exist and the egress host's directory stays empty: no local file is involved.
+ *
+ * Everything lives in one temp directory: the SQLite store, the recordings (volume or the S3
+ * server's objects), and the CRM's stored files. A temp dir rather than
  * `./data/demo-<timestamp>.db` because the emulator and the CRM sandbox keep their state in
  * memory: a store kept across runs would hold calls whose rooms, egresses and CRM records no
  * longer exist, and callsync would try to resume them at the next start. A run leaves nothing
  * behind unless it is asked to keep its files (`--keep-running`), and then it says where.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type DestinationStream } from 'pino';
 import { createCallsyncApp, type CallsyncApp } from '../app.ts';
 import { loadConfig } from '../config.ts';
+import { describeStorage } from '../services/storage/index.ts';
 import { createLogger, type Logger } from '../logging/logger.ts';
 import { createCrmSandbox, type CrmSandbox } from '../sandbox/crm/index.ts';
 import { createLiveKitEmulator, type LiveKitEmulator } from '../sandbox/livekit/index.ts';
 import { createCallsyncClient, type CallsyncClient } from './api-client.ts';
+import type { DemoStorageKind } from './args.ts';
+import type { DemoS3Server } from './s3-server.ts';
 
 const LIVEKIT_API_KEY = 'APIdemo';
 /** The emulator signs webhooks with it and callsync verifies them; HS256 wants 32+ bytes. */
@@ -36,7 +49,27 @@ export const DEPARTURE_TIMEOUT_MS_DEFAULT = 1_000;
 /** How often callsync asks LiveKit for an egress whose final webhook has not arrived. */
 const EGRESS_POLL_INTERVAL_MS = 500;
 
+/** What the recordings' store holds after a run, for the summary. */
+export interface DemoStorageReadout {
+  kind: DemoStorageKind;
+  /** callsync's own description of its storage (no secret in it). */
+  description: string;
+  /** Whether the egress ran in LiveKit Cloud mode (a file output without upload settings refused). */
+  cloudMode: boolean;
+  /** Files the egress uploaded to a bucket with the settings of its request. */
+  egressUploads: number;
+  egressUploadFailures: number;
+  /** Objects in the bucket; null for the shared volume. */
+  bucketObjects: { count: number; bytes: number; sampleKey: string | null } | null;
+  /** Regular files on the egress host's disk (the shared volume in `local` mode). */
+  localFiles: number;
+  /** `GET /readyz`'s storage check: `ok`, or what it said. */
+  readiness: string;
+}
+
 export interface DemoServicesOptions {
+  /** Where recordings live; `local` (a shared volume) by default. */
+  storage?: DemoStorageKind | undefined;
   /** pino level of callsync's and the emulator's logs. Default `warn`, so the summary stays readable. */
   logLevel?: string | undefined;
   /** Where log lines go; stderr by default, keeping stdout for the summary. */
@@ -51,29 +84,57 @@ export interface DemoServices {
   /** callsync's HTTP API, as the voice-agent jobs would call it. */
   api: CallsyncClient;
   logger: Logger;
-  urls: { app: string; liveKit: string; crm: string };
+  /** `s3`: the bucket's path-style URL (a GET lists it), with `--storage s3`. */
+  urls: { app: string; liveKit: string; crm: string; s3?: string | undefined };
   /** The temp dir holding the store, the recordings and the CRM's files. */
   dir: string;
   storePath: string;
+  /** The egress host's local disk: shared with callsync in `local` mode, unused with `s3`. */
   recordingsDir: string;
+  storage: {
+    kind: DemoStorageKind;
+    /** The S3 server, with `--storage s3`. */
+    s3: DemoS3Server | undefined;
+    /** What the store holds now, and callsync's readiness check of it. */
+    readout(): Promise<DemoStorageReadout>;
+  };
   /** Closes callsync, then the emulator and the sandbox; removes `dir` when `removeFiles`. Safe twice. */
   close(options: { removeFiles: boolean }): Promise<void>;
 }
 
+/** Regular files under `dir`, at any depth; 0 when it does not exist. */
+async function countFiles(dir: string): Promise<number> {
+  try {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return entries.filter((entry) => entry.isFile()).length;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+}
+
 export async function startDemoServices(options: DemoServicesOptions = {}): Promise<DemoServices> {
+  const storageKind = options.storage ?? 'local';
   const dir = await mkdtemp(join(tmpdir(), 'callsync-demo-'));
-  const recordingsDir = join(dir, 'recordings');
-  // The volume the egress shares with callsync: it must exist before callsync starts.
+  // `local`: the volume the egress shares with callsync; it must exist before callsync starts.
+  // `s3`: the egress host's own disk, which nothing else sees (and nothing should land on).
+  const recordingsDir = join(dir, storageKind === 'local' ? 'recordings' : 'egress-host');
   await mkdir(recordingsDir, { recursive: true });
   const storePath = join(dir, 'callsync.db');
   const emulator = createLiveKitEmulator({
     keys: { [LIVEKIT_API_KEY]: LIVEKIT_API_SECRET },
     recordingsDir,
+    // LiveKit Cloud refuses file outputs without upload settings; the S3 demo proves callsync sends them.
+    requireStorage: storageKind === 's3',
     activateAfterMs: EGRESS_ACTIVATE_AFTER_MS_DEFAULT,
     finalizeAfterMs: EGRESS_FINALIZE_AFTER_MS_DEFAULT,
     departureTimeoutMs: options.departureTimeoutMs ?? DEPARTURE_TIMEOUT_MS_DEFAULT,
   });
+  const uploads = { done: 0, failed: 0 };
+  emulator.events.on('egress:uploaded', () => (uploads.done += 1));
+  emulator.events.on('egress:upload-failed', () => (uploads.failed += 1));
   const crm = createCrmSandbox({ storageDir: join(dir, 'crm'), apiKey: CRM_API_KEY });
+  let s3: DemoS3Server | undefined;
   let app: CallsyncApp | undefined;
   let logger: Logger | undefined;
 
@@ -84,6 +145,7 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
       const steps: [string, () => Promise<void>][] = [
         ['callsync', async () => app?.close()],
         ['LiveKit emulator', () => emulator.close()],
+        ['S3 server', async () => s3?.close()],
         ['CRM sandbox', () => crm.close()],
         ['temp dir', () => (removeFiles ? rm(dir, { recursive: true, force: true }) : Promise.resolve())],
       ];
@@ -98,6 +160,28 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
   };
 
   try {
+    if (storageKind === 's3') {
+      // Loaded here only: the default demo never loads s3rver.
+      const { startDemoS3Server } = await import('./s3-server.ts');
+      const directory = join(dir, 's3');
+      await mkdir(directory, { recursive: true });
+      s3 = await startDemoS3Server({ directory });
+    }
+    const storageEnv: Record<string, string> =
+      s3 === undefined
+        ? { CALLSYNC_EGRESS_STORAGE: 'local', CALLSYNC_RECORDINGS_DIR: recordingsDir }
+        : {
+            CALLSYNC_EGRESS_STORAGE: 's3',
+            CALLSYNC_EGRESS_SEND_STORAGE: 'true',
+            CALLSYNC_S3_BUCKET: s3.bucket,
+            CALLSYNC_S3_REGION: s3.region,
+            CALLSYNC_S3_ENDPOINT: s3.endpoint,
+            CALLSYNC_S3_FORCE_PATH_STYLE: 'true',
+            CALLSYNC_S3_ACCESS_KEY_ID: s3.accessKeyId,
+            CALLSYNC_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+            // Deliberately a directory that does not exist: nothing may be read from a volume.
+            CALLSYNC_RECORDINGS_DIR: join(dir, 'no-local-recordings'),
+          };
     const [{ url: liveKitUrl }, { url: crmUrl }] = await Promise.all([emulator.start(), crm.start()]);
     // callsync's own config schema, so a bad LOG_LEVEL fails with callsync's one-line message.
     const config = loadConfig({
@@ -109,7 +193,7 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
       CALLSYNC_HOST: '127.0.0.1',
       CALLSYNC_PORT: '0',
       CALLSYNC_STORE: `sqlite:${storePath}`,
-      CALLSYNC_RECORDINGS_DIR: recordingsDir,
+      ...storageEnv,
       LOG_LEVEL: options.logLevel?.trim() ? options.logLevel : 'warn',
     });
     const log = createLogger({
@@ -126,16 +210,44 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
     });
     const { url: appUrl } = await app.start();
     emulator.addWebhookUrl(`${appUrl}/livekit/webhook`);
+    const api = createCallsyncClient({ baseUrl: appUrl, ingestToken: config.http.ingestToken });
+    const server = s3;
+    const readout = async (): Promise<DemoStorageReadout> => {
+      const ready = await api.get('/readyz').then(
+        (answer) => (answer as { checks?: { storage?: string } }).checks?.storage ?? 'not reported',
+        (error: unknown) => (error instanceof Error ? error.message : String(error)),
+      );
+      const listed = server === undefined ? null : await server.list();
+      return {
+        kind: storageKind,
+        description: describeStorage(config.egressStorage.storage),
+        cloudMode: server !== undefined,
+        egressUploads: uploads.done,
+        egressUploadFailures: uploads.failed,
+        bucketObjects:
+          listed === null
+            ? null
+            : { count: listed.objects, bytes: listed.bytes, sampleKey: listed.sampleKey },
+        localFiles: await countFiles(recordingsDir),
+        readiness: ready,
+      };
+    };
     return {
       app,
       emulator,
       crm,
-      api: createCallsyncClient({ baseUrl: appUrl, ingestToken: config.http.ingestToken }),
+      api,
       logger: log,
-      urls: { app: appUrl, liveKit: liveKitUrl, crm: crmUrl },
+      urls: {
+        app: appUrl,
+        liveKit: liveKitUrl,
+        crm: crmUrl,
+        s3: s3 === undefined ? undefined : `${s3.endpoint}/${s3.bucket}`,
+      },
       dir,
       storePath,
       recordingsDir,
+      storage: { kind: storageKind, s3, readout },
       close,
     };
   } catch (error) {

@@ -9,6 +9,7 @@
  */
 import type { CrmSandboxReceived, AppliedFault } from '../sandbox/crm/index.ts';
 import type { CallEnding, CrmFaultKind, PlannedOutcome } from './call-plan.ts';
+import type { DemoStorageReadout } from './services.ts';
 import type { CallRun } from './simulate-call.ts';
 
 export type FinalOutcome = 'delivered' | 'partial' | 'failed';
@@ -83,6 +84,10 @@ export interface DemoSummary {
   };
   /** `callsync_crm_retries_total` by endpoint, from `/metrics`. */
   callsyncRetries: { upload: number; callData: number };
+  /** `callsync_recordings_missing_total` by reason (only reasons seen), from `/metrics`. */
+  missingReasons: Record<string, number>;
+  /** Where recordings lived and what that store holds; null when not read. */
+  storage: DemoStorageReadout | null;
   urls: {
     app: string;
     liveKit: string;
@@ -90,6 +95,8 @@ export interface DemoSummary {
     metrics: string;
     crmReceived: string;
     sampleCall: string | null;
+    /** The S3 server, with `--storage s3`. */
+    s3?: string | undefined;
   };
   rows: CallRow[];
   /** The calls that did not reach the CRM, with the reason. */
@@ -104,9 +111,11 @@ export interface SummaryInput {
   waitProblems: ReadonlyMap<string, string>;
   received: CrmSandboxReceived;
   retries: { upload: number; callData: number };
+  missingReasons?: Record<string, number> | undefined;
+  storage?: DemoStorageReadout | undefined;
   targetSeconds: number;
   wallSeconds: number;
-  urls: { app: string; liveKit: string; crm: string };
+  urls: { app: string; liveKit: string; crm: string; s3?: string | undefined };
 }
 
 /** Nearest-rank percentile of an ascending list; null for an empty one. */
@@ -222,6 +231,8 @@ export function buildSummary(input: SummaryInput): DemoSummary {
       faultsByKind,
     },
     callsyncRetries: input.retries,
+    missingReasons: input.missingReasons ?? {},
+    storage: input.storage ?? null,
     urls: {
       ...input.urls,
       metrics: `${input.urls.app}/metrics`,
@@ -244,6 +255,47 @@ function bytesText(bytes: number): string {
   return `${bytes} B`;
 }
 
+/** Where recordings lived, for the headline. */
+function storageHeadline(storage: DemoStorageReadout | null): string {
+  if (storage === null) return '';
+  return storage.kind === 's3'
+    ? ', recordings in S3 (s3rver, egress in LiveKit Cloud mode)'
+    : ', recordings on a shared volume';
+}
+
+function storageLines(
+  storage: DemoStorageReadout | null,
+  line: (label: string, value: string | number, note?: string) => string,
+): string[] {
+  if (storage === null) return [];
+  const out = ['', 'Recordings storage', line('storage', storage.kind, storage.description)];
+  if (storage.bucketObjects !== null) {
+    out.push(
+      line(
+        'egress uploads',
+        storage.egressUploads,
+        `to the bucket, with the settings in each egress request${storage.cloudMode ? ' (LiveKit Cloud mode: none → refused)' : ''}`,
+      ),
+    );
+    if (storage.egressUploadFailures > 0) {
+      out.push(line('egress upload failures', storage.egressUploadFailures));
+    }
+    const { count, bytes, sampleKey } = storage.bucketObjects;
+    out.push(
+      line('objects in the bucket', count, `${bytesText(bytes)}${sampleKey ? `, e.g. ${sampleKey}` : ''}`),
+      line(
+        'local files',
+        storage.localFiles,
+        "on the egress host's disk; callsync's CALLSYNC_RECORDINGS_DIR does not exist",
+      ),
+    );
+  } else {
+    out.push(line('files on the volume', storage.localFiles, 'written by the egress, read by callsync'));
+  }
+  out.push(line('readiness', storage.readiness, 'GET /readyz storage check'));
+  return out;
+}
+
 export interface FormatOptions {
   /** Whether the services stay up after the summary (`--keep-running`). */
   keepRunning: boolean;
@@ -258,14 +310,20 @@ export function formatSummary(summary: DemoSummary, options: FormatOptions): str
   const faults = Object.entries(crm.faultsByKind)
     .map(([label, times]) => `${label} ×${times}`)
     .join(', ');
+  const reasons = Object.entries(summary.missingReasons)
+    .map(([reason, times]) => `${reason} ×${times}`)
+    .join(', ');
+  const partialNote = reasons
+    ? `call data, recording fields null; callsync_recordings_missing_total: ${reasons}`
+    : 'call data, recording fields null (egress failed, as designed)';
   const out = [
     '',
-    `callsync demo: ${calls.total} calls, LiveKit emulator → callsync → CRM sandbox, in ${summary.wallSeconds.toFixed(1)} s`,
+    `callsync demo: ${calls.total} calls, LiveKit emulator → callsync → CRM sandbox${storageHeadline(summary.storage)}, in ${summary.wallSeconds.toFixed(1)} s`,
     '',
     'Calls (GET /v1/calls/{id})',
     line('reached the CRM', `${calls.reachedCrm}/${calls.total}`, 'a call-data document in the CRM sandbox'),
     line('delivered', calls.delivered, 'recording + call data'),
-    line('partial', calls.partial, 'call data, recording fields null (egress failed, as designed)'),
+    line('partial', calls.partial, partialNote),
     line('failed', calls.failed),
     ...(calls.unfinished > 0 ? [line('unfinished', calls.unfinished, 'no final state by the deadline')] : []),
     line('outcome as designed', `${calls.asDesigned}/${calls.total}`),
@@ -291,12 +349,14 @@ export function formatSummary(summary: DemoSummary, options: FormatOptions): str
       `callsync_crm_retries_total: upload ${retries.upload}, call_data ${retries.callData}`,
     ),
     line('duplicates replayed', crm.duplicatesReplayed, 'same Idempotency-Key seen again'),
+    ...storageLines(summary.storage, line),
     '',
     'Where to look',
     `  metrics          ${urls.metrics}`,
     `  CRM read-out     ${urls.crmReceived}`,
     ...(urls.sampleCall ? [`  a call           ${urls.sampleCall}`] : []),
     `  LiveKit (Twirp)  ${urls.liveKit}`,
+    ...(urls.s3 ? [`  S3 (s3rver)      ${urls.s3}`] : []),
     options.keepRunning
       ? `  Services stay up until Ctrl-C.${options.dir ? ` Store, recordings and CRM files: ${options.dir}` : ''}`
       : '  (services stopped; run `npm run demo -- --keep-running` to keep them up and curl these)',

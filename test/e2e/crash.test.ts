@@ -128,14 +128,14 @@ describe('callsync killed with SIGKILL and started again', () => {
     };
     /**
      * Kills the child, starts a new one, and checks it restored exactly the calls the store holds
-     * unfinished, at most `unfinished` (a call whose CRM hold ran out just before the kill may
-     * have finished; the rest must not have).
+     * unfinished: at most `unfinished`, and at least that less the group's two 100 ms CRM holds
+     * (such a hold may run out before the kill, letting its call finish).
      */
     const killAndRestart = async (unfinished: number) => {
       expect((await p!.child.kill()).signal).toBe('SIGKILL');
       const active = activeRows(p!.storeUrl);
       expect(active).toBeLessThanOrEqual(unfinished);
-      expect(active).toBeGreaterThanOrEqual(unfinished - 1);
+      expect(active).toBeGreaterThanOrEqual(unfinished - 2);
       const next = await p!.start();
       const recovery = await next.waitForLog((line) => line.msg === 'recovery done');
       expect(recovery).toMatchObject({ restored: active, skipped: 0 });
