@@ -338,7 +338,7 @@ export function buildDashboard(): Dashboard {
           type: 'timeseries',
           title: 'Egress final status',
           description:
-            'complete and limit_reached carry a recording; the others deliver the call data without one.',
+            'complete and limit_reached carry a recording (and a failed one that still uploaded a file); the others deliver the call data without one.',
           queries: [
             {
               expr: `sum by (status) (rate(callsync_egress_completions_total{${job}}[$__rate_interval])) * 60`,
@@ -347,7 +347,22 @@ export function buildDashboard(): Dashboard {
           ],
           unit: 'cpm',
           stack: true,
-          w: 8,
+          w: 4,
+        },
+        {
+          type: 'timeseries',
+          title: 'Call data sent without a recording, by reason',
+          description:
+            'Each such call ends partial: the egress gave no file, the file could not be used (missing, not Ogg, outside the root, refused by or unreachable in the storage), or the CRM refused the upload.',
+          queries: [
+            {
+              expr: `sum by (reason) (rate(callsync_recordings_missing_total{${job}}[$__rate_interval])) * 60`,
+              legend: '{{reason}}',
+            },
+          ],
+          unit: 'cpm',
+          stack: true,
+          w: 4,
         },
       ],
     },

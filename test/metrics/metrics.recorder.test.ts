@@ -115,6 +115,18 @@ describe('where calls wait', () => {
     expect(await seriesValue(registry, 'callsync_call_redrives_total')).toBe(1);
     expect(await seriesValue(registry, 'callsync_calls_started_total', { direction: 'inbound' })).toBe(1);
   });
+
+  it('counts call data sent without a recording by reason, folding unknown reasons into "other"', async () => {
+    recorder.recordingMissing({ reason: 'storage_refused' });
+    recorder.recordingMissing({ reason: 'storage_refused' });
+    recorder.recordingMissing({ reason: 'crm_refused' });
+    recorder.recordingMissing({ reason: 'a reason nobody defined' as never });
+    const missing = (reason: string) =>
+      seriesValue(registry, 'callsync_recordings_missing_total', { reason });
+    expect(await missing('storage_refused')).toBe(2);
+    expect(await missing('crm_refused')).toBe(1);
+    expect(await missing('other')).toBe(1);
+  });
 });
 
 describe('labels stay a closed set', () => {

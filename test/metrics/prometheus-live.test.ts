@@ -48,6 +48,7 @@ function simulateCalls(recorder: MetricsRecorder) {
   recorder.egressSettled({ source: 'poll', status: 'complete', waitSeconds: 9 });
   recorder.egressSettled({ source: 'deadline', status: 'timed_out', waitSeconds: 120 });
   recorder.recordingUploaded({ sizeBytes: 480_000 });
+  recorder.recordingMissing({ reason: 'egress_timed_out' });
   recorder.crmRequest({ endpoint: 'upload', code: '201', durationSeconds: 0.8 });
   recorder.crmRequest({ endpoint: 'call_data', code: '503', durationSeconds: 0.1 });
   recorder.crmRetry({ endpoint: 'call_data' });
