@@ -274,7 +274,7 @@ function storageLines(
       line(
         'egress uploads',
         storage.egressUploads,
-        `to the bucket, with the settings in each egress request${storage.cloudMode ? ' (LiveKit Cloud mode: none → refused)' : ''}`,
+        `to the bucket, with the settings in each egress request${storage.cloudMode ? ' (LiveKit Cloud mode: one without them is refused)' : ''}`,
       ),
     );
     if (storage.egressUploadFailures > 0) {
