@@ -29,6 +29,14 @@
  * warm-up one, so it would need >= 150 MB more than anything the warm-up left behind. The
  * stored copy is checked by sha256 against the generated file.
  *
+ * What the growth is, once warm: dead read buffers awaiting V8's next collection, a sawtooth
+ * that repeats every ~15 MB streamed (a dozen collections per 200 MB), so its height does not
+ * depend on the file size; the "ArrayBuffers" row shows that memory at the baseline and at the
+ * peak. The measured figure depends on where in that sawtooth the baseline falls. Through S3
+ * the sawtooth is taller than from disk (about 30-45 MiB of ArrayBuffers at its top against
+ * about 13 MiB: each HTTP body chunk is a fresh buffer), so the S3 figure ranges from ~0 to the
+ * mid-40s MiB from run to run; from disk it stays at ~0-20 MiB.
+ *
  * Everything listens on 127.0.0.1; every wait on a child is bounded (`CHILD_STEP_TIMEOUT_MS`).
  * Exit code 1 on any FAIL.
  */
@@ -83,12 +91,19 @@ type ChildMessage =
 
 type ParentMessage = { kind: 'measure' } | { kind: 'report' } | { kind: 'close' };
 
-/** Peak RSS of this process between `start()` and `stop()`, sampled on an interval and at both ends. */
+/**
+ * Peak RSS of this process between `start()` and `stop()`, sampled on an interval and at both
+ * ends; `arrayBuffersAtPeak` is the ArrayBuffer memory in the sample that had the peak.
+ */
 function rssSampler() {
   let peak = 0;
+  let arrayBuffersAtPeak = 0;
   let timer: NodeJS.Timeout | undefined;
   const sample = () => {
-    peak = Math.max(peak, process.memoryUsage.rss());
+    const { rss, arrayBuffers } = process.memoryUsage();
+    if (rss <= peak) return;
+    peak = rss;
+    arrayBuffersAtPeak = arrayBuffers;
   };
   return {
     start() {
@@ -100,6 +115,9 @@ function rssSampler() {
       clearInterval(timer);
       sample();
       return peak;
+    },
+    get arrayBuffersAtPeak() {
+      return arrayBuffersAtPeak;
     },
   };
 }
@@ -158,7 +176,7 @@ async function serveS3(specs: string[]): Promise<void> {
   // Imported here only, so neither s3rver nor the test helpers load in the measured process.
   const { putS3Object, startS3rver } = await import('../test/helpers/storage-servers.ts');
   const server = await startS3rver();
-  const close = server.close; // memoized by the helper: safe twice
+  const close = () => server.close(); // memoized by the helper: safe twice
   process.once('disconnect', () => void close());
   try {
     for (const spec of specs) {
@@ -228,6 +246,8 @@ interface PhaseResult {
   warmUpPeakRssBytes: number;
   baselineRssBytes: number;
   peakRssBytes: number;
+  baselineArrayBuffersBytes: number;
+  peakArrayBuffersBytes: number;
   sandboxBaselineRssBytes: number;
   sandboxPeakRssBytes: number;
   stored: ReceivedUpload | undefined;
@@ -262,7 +282,7 @@ async function runPhase(options: {
 
   sandboxChild.send({ kind: 'measure' } satisfies ParentMessage);
   await nextMessage(sandboxChild, 'measuring');
-  const baselineRssBytes = process.memoryUsage.rss();
+  const { rss: baselineRssBytes, arrayBuffers: baselineArrayBuffersBytes } = process.memoryUsage();
   sampler.start();
   const startedMs = performance.now();
   const result = await upload(`${callIdPrefix}-call`, options.recordingName);
@@ -278,6 +298,8 @@ async function runPhase(options: {
     warmUpPeakRssBytes,
     baselineRssBytes,
     peakRssBytes,
+    baselineArrayBuffersBytes,
+    peakArrayBuffersBytes: sampler.arrayBuffersAtPeak,
     sandboxBaselineRssBytes: sandbox.baselineRssBytes,
     sandboxPeakRssBytes: sandbox.peakRssBytes,
     stored: sandbox.uploads.find((stored) => stored.idempotencyKey === `${callIdPrefix}-call:recording`),
@@ -334,7 +356,9 @@ async function main(): Promise<number> {
       warmUpFromRssBytes: freshRssBytes,
     });
 
-    console.log(`upload-memory bench: S3 phase (s3rver at ${s3.endpoint}, bucket ${s3.bucket} → CRM sandbox)`);
+    console.log(
+      `upload-memory bench: S3 phase (s3rver at ${s3.endpoint}, bucket ${s3.bucket} → CRM sandbox)`,
+    );
     const beforeS3RssBytes = process.memoryUsage.rss();
     s3Storage = createRecordingStorage({
       storage: {
@@ -390,6 +414,10 @@ async function main(): Promise<number> {
       row('client RSS baseline', (p) => mib(p.phase.baselineRssBytes)),
       row('client RSS peak', (p) => mib(p.phase.peakRssBytes)),
       row('client peak growth', (p) => `${mib(p.clientGrowth)}  ${verdict(p.clientOk)}`),
+      row(
+        '  ArrayBuffers',
+        (p) => `${mib(p.phase.baselineArrayBuffersBytes)} → ${mib(p.phase.peakArrayBuffersBytes)}`,
+      ),
       row('sandbox RSS baseline', (p) => mib(p.phase.sandboxBaselineRssBytes)),
       row('sandbox RSS peak', (p) => mib(p.phase.sandboxPeakRssBytes)),
       row('sandbox peak growth', (p) => `${mib(p.sandboxGrowth)}  ${verdict(p.sandboxOk)}`),
