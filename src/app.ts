@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
 import type { Config } from './config.ts';
-import { buildHttpServer, type HttpServer } from './http/server.ts';
+import { buildHttpServer, type HttpServer, type HttpServerOptions } from './http/server.ts';
 import { createLogger, type Logger } from './logging/logger.ts';
 import { createCallLogic } from './machines/call.effects.ts';
 import { systemTime, type TimeSource } from './machines/timer.actor.ts';
@@ -82,6 +82,8 @@ export interface CallsyncAppOptions {
   time?: TimeSource;
   /** Tests tune timings the environment does not expose (poll interval, per-attempt timeouts). */
   limits?: Record<string, number>;
+  /** Tests shrink the HTTP connection limits (see `http/server.ts`). */
+  connectionLimits?: HttpServerOptions['connectionLimits'];
 }
 
 export function createCallsyncApp(config: Config, options: CallsyncAppOptions = {}): CallsyncApp {
@@ -141,6 +143,7 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     logger,
     ingestToken: config.http.ingestToken,
     readiness: [{ name: 'storage', check: storageProbe(storage) }],
+    connectionLimits: options.connectionLimits,
   });
 
   let starting: Promise<{ url: string }> | undefined;
@@ -170,10 +173,20 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
         // A signal during start-up (main.ts) closes while start() runs: let it finish first, or
         // its listen() would open the port after the close and leave the process serving.
         await starting?.catch(() => undefined);
-        await http.close().catch((error: unknown) => logger.warn({ err: error }, 'HTTP close failed'));
-        await supervisor.close();
-        await crm.close();
-        await storage.close();
+        // Every step runs even when one fails; the first failure is thrown at the end.
+        const failures: unknown[] = [];
+        for (const [name, close] of [
+          ['HTTP', () => http.close()],
+          ['supervisor', () => supervisor.close()],
+          ['CRM client', () => crm.close()],
+          ['recording storage', () => storage.close()],
+        ] as const) {
+          await close().catch((error: unknown) => {
+            failures.push(error);
+            logger.warn({ err: error }, `${name} close failed`);
+          });
+        }
+        if (failures.length > 0) throw failures[0];
       })();
       return closing;
     },

@@ -65,3 +65,42 @@ export function toErrorInfo(error: unknown): ErrorInfo {
   const message = error instanceof Error ? error.message : String(error);
   return { code: 'UNEXPECTED_ERROR', message, retryable: true };
 }
+
+/**
+ * The HTTP API's error codes and the status each answers with (the contract's error shape is
+ * `{"error": <code>, "message", "details"?}`). One table, so a code without a status is a type
+ * error rather than a 500.
+ */
+export const API_ERROR_STATUS = {
+  INVALID_BODY: 400,
+  INVALID_QUERY: 400,
+  UNAUTHORIZED: 401,
+  WEBHOOK_UNAUTHORIZED: 401,
+  CALL_NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  CALL_NOT_RETRYABLE: 409,
+  CALL_ALREADY_ENDED: 409,
+  /** The call data was built: later items and leads cannot reach the CRM any more. */
+  CALL_DATA_SENT: 409,
+  /** `POST /v1/calls` named a `callId` that belongs to another room. */
+  CALL_ID_TAKEN: 409,
+  /** A call reached a per-call limit (items, leads). */
+  CALL_LIMIT_REACHED: 409,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  DRAINING: 503,
+  NOT_READY: 503,
+} as const satisfies Record<string, number>;
+
+export type ApiErrorCode = keyof typeof API_ERROR_STATUS;
+
+/** An answer of the HTTP API other than success; `status` comes from `API_ERROR_STATUS`. */
+export class ApiError extends CallsyncError {
+  declare readonly code: ApiErrorCode;
+  readonly httpStatus: number;
+
+  constructor(code: ApiErrorCode, message: string, details?: Record<string, unknown>) {
+    super(code, message, { retryable: API_ERROR_STATUS[code] >= 500, details });
+    this.httpStatus = API_ERROR_STATUS[code];
+  }
+}

@@ -23,7 +23,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { createActor, type Actor, type Snapshot } from 'xstate';
-import { ApiError, type CallApi } from './http/server.ts';
+import type { CallApi } from './http/server.ts';
 import type { CreateCallBody, EndCallBody, LeadBody, TranscriptBody } from './http/schemas.ts';
 import { callLogger, type Logger } from './logging/logger.ts';
 import type { CallLogic } from './machines/call.effects.ts';
@@ -36,7 +36,16 @@ import { egressOutcomeOf } from './services/call-effects.ts';
 import type { LiveKitWebhook } from './services/livekit-webhook.ts';
 import type { CallRow, CallStore, StoredJournalEntry } from './store/call-store.ts';
 import { CALL_STATE_NAMES, callStateOf, callStatusOf } from './supervisor/call-state.ts';
-import { CallsyncError, toErrorInfo } from './errors.ts';
+import { ApiError, CallsyncError, toErrorInfo } from './errors.ts';
+
+/**
+ * Per call, so one call cannot hold unbounded memory nor build call data no CRM takes
+ * (documented in the README): a two-hour call with a turn every two seconds is 3,600 items.
+ */
+export const CALL_TRANSCRIPT_MAX_ITEMS = 5_000;
+/** Transcript text per call, in UTF-16 characters (about a million: some 150,000 spoken words). */
+export const CALL_TRANSCRIPT_MAX_CHARS = 1_000_000;
+export const CALL_MAX_LEADS = 20;
 
 type CallActor = Actor<CallLogic>;
 type CallSnapshot = ReturnType<CallActor['getSnapshot']>;
@@ -121,6 +130,7 @@ export class Supervisor implements CallApi {
   readonly #stateCounts = new Map<CallStateName, number>(CALL_STATE_NAMES.map((state) => [state, 0]));
   readonly #pendingWrites = new Set<Promise<void>>();
   #ready = false;
+  #draining: Promise<void> | undefined;
   #accepting = true;
   #started: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -171,32 +181,50 @@ export class Supervisor implements CallApi {
    * Stops taking new calls and waits until every call that has ended is delivered (or failed),
    * at most `timeoutMs`. Calls still in conversation stay persisted and resume on the next start.
    */
-  async drain(timeoutMs: number): Promise<void> {
+  drain(timeoutMs: number): Promise<void> {
     this.#accepting = false;
-    if (this.#delivering.size === 0) return;
-    this.#deps.logger.info({ delivering: this.#delivering.size, timeoutMs }, 'draining');
-    await new Promise<void>((resolve) => {
-      const timer = this.#deps.time.setTimeout(resolve, timeoutMs);
-      this.#drained = () => {
-        this.#deps.time.clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.#drained = undefined;
+    // Safe twice: a second call waits for the first drain (its timeout stands).
+    this.#draining ??= (async () => {
+      if (this.#delivering.size === 0) return;
+      this.#deps.logger.info({ delivering: this.#delivering.size, timeoutMs }, 'draining');
+      await new Promise<void>((resolve) => {
+        const timer = this.#deps.time.setTimeout(resolve, timeoutMs);
+        this.#drained = () => {
+          this.#deps.time.clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#drained = undefined;
+    })();
+    return this.#draining;
   }
 
   /** Stops every actor (their snapshots are already stored) and closes the store. Safe twice. */
   close(): Promise<void> {
+    // Every step runs even when one fails (each failure is logged); the first failure is thrown.
     this.#closing ??= (async () => {
       this.#accepting = false;
       this.#ready = false;
+      this.#drained?.();
+      const failures: unknown[] = [];
+      const step = async (name: string, run: () => unknown) => {
+        try {
+          await run();
+        } catch (error) {
+          failures.push(error);
+          this.#deps.logger.error({ err: error, step: name }, 'close step failed');
+        }
+      };
       await this.#started?.catch(() => undefined);
       for (const call of [...this.#live.values()]) {
-        this.#forget(call);
-        call.actor.stop();
+        await step(`stop call ${call.callId}`, () => {
+          this.#forget(call);
+          call.actor.stop();
+        });
       }
       await Promise.allSettled([...this.#pendingWrites]);
-      await this.#deps.store.close();
+      await step('close the store', () => this.#deps.store.close());
+      if (failures.length > 0) throw failures[0];
     })();
     return this.#closing;
   }
@@ -287,12 +315,47 @@ export class Supervisor implements CallApi {
   }
 
   async addTranscript(callId: string, body: TranscriptBody): Promise<void> {
-    const call = await this.#liveCall(callId);
+    const call = await this.#collectingCall(callId);
+    const { transcript } = call.actor.getSnapshot().context;
+    const known = new Set(transcript.map((item) => item.id));
+    const fresh = new Map(body.items.filter((item) => !known.has(item.id)).map((item) => [item.id, item]));
+    const added = fresh.size;
+    const chars = (items: Iterable<{ content: string }>) => {
+      let total = 0;
+      for (const item of items) total += item.content.length;
+      return total;
+    };
+    const totalChars = chars(transcript) + chars(fresh.values());
+    if (totalChars > CALL_TRANSCRIPT_MAX_CHARS) {
+      throw new ApiError(
+        'CALL_LIMIT_REACHED',
+        `items: call ${callId} would hold ${totalChars} characters of transcript, over ${CALL_TRANSCRIPT_MAX_CHARS}`,
+        { field: 'items', limit: CALL_TRANSCRIPT_MAX_CHARS },
+      );
+    }
+    if (transcript.length + added > CALL_TRANSCRIPT_MAX_ITEMS) {
+      throw new ApiError(
+        'CALL_LIMIT_REACHED',
+        `items: call ${callId} would hold ${transcript.length + added} transcript items, over ${CALL_TRANSCRIPT_MAX_ITEMS}`,
+        { field: 'items', limit: CALL_TRANSCRIPT_MAX_ITEMS },
+      );
+    }
     this.#send(call, { type: 'call.transcript', items: body.items, at: this.#deps.time.now() });
   }
 
   async linkLead(callId: string, body: LeadBody): Promise<void> {
-    const call = await this.#liveCall(callId);
+    const call = await this.#collectingCall(callId);
+    const { leads } = call.actor.getSnapshot().context;
+    if (!leads.some((lead) => lead.leadId === body.leadId) && leads.length >= CALL_MAX_LEADS) {
+      throw new ApiError(
+        'CALL_LIMIT_REACHED',
+        `leadId: call ${callId} already links ${CALL_MAX_LEADS} leads`,
+        {
+          field: 'leadId',
+          limit: CALL_MAX_LEADS,
+        },
+      );
+    }
     this.#send(call, {
       type: 'call.lead',
       leadId: body.leadId,
@@ -304,6 +367,12 @@ export class Supervisor implements CallApi {
   async endCall(callId: string, body: EndCallBody): Promise<void> {
     const call = await this.#liveCall(callId);
     const at = this.#deps.time.now();
+    const startedAt = Date.parse(call.actor.getSnapshot().context.call.startedAt);
+    if (body.endedAt !== undefined && Date.parse(body.endedAt) < startedAt) {
+      throw new ApiError('INVALID_BODY', `endedAt: ${body.endedAt} is before the call's start`, {
+        field: 'endedAt',
+      });
+    }
     this.#send(call, {
       type: 'call.end',
       endedAt: new Date(body.endedAt === undefined ? at : Date.parse(body.endedAt)).toISOString(),
@@ -632,6 +701,23 @@ export class Supervisor implements CallApi {
     const byEgress = webhook.egress ? this.#byEgress.get(webhook.egress.egressId) : undefined;
     const callId = byEgress ?? (webhook.roomName === null ? undefined : this.#byRoom.get(webhook.roomName));
     return callId === undefined ? undefined : this.#live.get(callId);
+  }
+
+  /**
+   * A live call that still collects transcript items and leads: until the call data is built
+   * (the machine's `collecting` tag); after that they could never reach the CRM.
+   */
+  async #collectingCall(callId: string): Promise<LiveCall> {
+    this.#assertReady();
+    const call = this.#live.get(callId);
+    if (call?.actor.getSnapshot().hasTag('collecting')) return call;
+    if (call === undefined && !(await this.#deps.store.getCall(callId))) {
+      throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
+    }
+    throw new ApiError(
+      'CALL_DATA_SENT',
+      `call ${callId} has built its call data; later transcript items and leads cannot reach the CRM`,
+    );
   }
 
   async #liveCall(callId: string): Promise<LiveCall> {

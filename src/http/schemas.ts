@@ -1,18 +1,88 @@
 /**
- * Request bodies of the HTTP API (shared/api-contract.md), as zod schemas. Anything that does
- * not match is refused with 400 and the path of the first offending field, before it reaches
- * a call: bad input never changes what was already accepted.
+ * Request bodies of the HTTP API (the public contract), as zod schemas. Anything that does not
+ * match is refused with 400 and the path of the first offending field, before it reaches a
+ * call: bad input never changes what was already accepted.
+ *
+ * Input limits (documented in the README), each so that no request can reach a code path that
+ * throws outside it or make one call hold unbounded memory:
+ * - text: no NUL and no lone UTF-16 surrogate in any string (PostgreSQL's jsonb cannot hold a
+ *   NUL, and a lone surrogate is not UTF-8 at all), refused with the field named;
+ * - lead `data`: nested at most `LEAD_DATA_MAX_DEPTH` levels, at most `LEAD_DATA_MAX_BYTES` as JSON;
+ * - transcript: at most `TRANSCRIPT_BATCH_MAX_ITEMS` items a batch, `TRANSCRIPT_ITEM_MAX_CHARS` a text;
+ * - timestamps: ISO-8601, at most `FUTURE_SKEW_MAX_MS` ahead of the server's clock.
+ * Per-call totals (items, leads) and an end before the start are checked by the supervisor,
+ * which knows the call.
  */
 import { z } from 'zod';
 import { callDirection } from '../payload/call-data.ts';
 import { personaConfigSchema } from '../payload/persona-config.ts';
+import { CALL_STATE_NAMES } from '../supervisor/call-state.ts';
 
-const isoTime = z.iso.datetime({ offset: true });
-const id = z.string().trim().min(1).max(200);
+export const LEAD_DATA_MAX_DEPTH = 32;
+export const LEAD_DATA_MAX_BYTES = 64 * 1024;
+export const TRANSCRIPT_BATCH_MAX_ITEMS = 1000;
+export const TRANSCRIPT_ITEM_MAX_CHARS = 100_000;
+/** How far ahead of our clock a timestamp may be (agents' clocks drift; a year ahead is a bug). */
+export const FUTURE_SKEW_MAX_MS = 5 * 60_000;
+
+/** A NUL, or a UTF-16 surrogate that is not half of a pair. */
+// eslint-disable-next-line no-control-regex -- the NUL is exactly what is refused
+const UNSTORABLE_TEXT = /\u0000|\p{Cs}/u; // in u-mode a well-formed pair is one code point, never Cs
+const UNSTORABLE_MESSAGE = 'must not contain NUL characters or unpaired UTF-16 surrogates';
+
+function storable(value: string): boolean {
+  return !UNSTORABLE_TEXT.test(value);
+}
+
+const text = z.string().refine(storable, UNSTORABLE_MESSAGE);
+const isoTime = z.iso
+  .datetime({ offset: true })
+  .refine(
+    (value) => Date.parse(value) <= Date.now() + FUTURE_SKEW_MAX_MS,
+    `must not be more than ${FUTURE_SKEW_MAX_MS / 60_000} minutes in the future`,
+  );
+const id = z.string().trim().min(1).max(200).refine(storable, UNSTORABLE_MESSAGE);
+
+/**
+ * The first problem of a JSON value that is too deep or holds unstorable text, with its path;
+ * iterative, so a value nested 10,000 levels costs no stack.
+ */
+function jsonProblem(
+  value: unknown,
+  maxDepth: number,
+): { path: (string | number)[]; message: string } | null {
+  const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
+  while (stack.length > 0) {
+    const { value: current, path } = stack.pop()!;
+    if (typeof current === 'string') {
+      if (!storable(current)) return { path, message: UNSTORABLE_MESSAGE };
+      continue;
+    }
+    if (typeof current !== 'object' || current === null) continue;
+    if (path.length >= maxDepth) return { path, message: `is nested deeper than ${maxDepth} levels` };
+    for (const [key, child] of Object.entries(current)) {
+      if (!storable(key)) return { path: [...path, key], message: `key ${UNSTORABLE_MESSAGE}` };
+      stack.push({ value: child, path: [...path, Array.isArray(current) ? Number(key) : key] });
+    }
+  }
+  return null;
+}
+
+const leadData = z.record(z.string(), z.unknown()).superRefine((data, context) => {
+  const problem = jsonProblem(data, LEAD_DATA_MAX_DEPTH);
+  if (problem) {
+    context.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+    return;
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(data));
+  if (bytes > LEAD_DATA_MAX_BYTES) {
+    context.addIssue({ code: 'custom', message: `is ${bytes} bytes as JSON, over ${LEAD_DATA_MAX_BYTES}` });
+  }
+});
 
 export const createCallBody = z.object({
   roomName: id,
-  callerNumber: z.string().trim().max(64),
+  callerNumber: text.max(64),
   config: personaConfigSchema,
   direction: callDirection.optional(),
   startedAt: isoTime.optional(),
@@ -27,19 +97,19 @@ export const transcriptBody = z.object({
       z.object({
         id,
         role: z.enum(['user', 'assistant']),
-        content: z.string().max(100_000),
+        content: text.max(TRANSCRIPT_ITEM_MAX_CHARS),
         timestamp: isoTime,
         transcriptConfidence: z.number().min(0).max(1).nullable().optional(),
       }),
     )
     .min(1)
-    .max(1000),
+    .max(TRANSCRIPT_BATCH_MAX_ITEMS),
 });
 export type TranscriptBody = z.infer<typeof transcriptBody>;
 
 export const leadBody = z.object({
   leadId: id,
-  data: z.record(z.string(), z.unknown()).optional(),
+  data: leadData.optional(),
 });
 export type LeadBody = z.infer<typeof leadBody>;
 
@@ -47,13 +117,17 @@ export const endCallBody = z
   .object({
     endedAt: isoTime.optional(),
     status: z.enum(['completed', 'failed', 'no-answer', 'busy']).optional(),
-    reason: z.string().max(1000).optional(),
+    reason: text.max(1000).optional(),
   })
   .default({});
 export type EndCallBody = z.infer<typeof endCallBody>;
 
 export const listCallsQuery = z.object({
-  state: z.string().trim().min(1).max(100).optional(),
+  state: z
+    .enum(CALL_STATE_NAMES as [string, ...string[]], {
+      error: `must be one of ${CALL_STATE_NAMES.join(', ')}`,
+    })
+    .optional(),
   limit: z.coerce.number().int().min(1).max(5000).optional(),
 });
 

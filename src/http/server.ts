@@ -12,10 +12,12 @@
  *   or later; events for calls already accepted are still taken.
  */
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { CallsyncError } from '../errors.ts';
+import { ApiError, CallsyncError } from '../errors.ts';
 import {
   createCallBody,
   describeIssue,
@@ -30,6 +32,17 @@ import {
 } from './schemas.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+/**
+ * Connection limits (README, "Limits"): slow or idle clients cannot hold the process's file
+ * descriptors. Headers within 10 s, a whole request within 30 s, idle keep-alive sockets closed
+ * after 65 s, at most 512 connections at once (half of a common 1,024-descriptor limit).
+ */
+export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
+export const HTTP_REQUEST_TIMEOUT_MS = 30_000;
+export const HTTP_KEEP_ALIVE_TIMEOUT_MS = 65_000;
+export const HTTP_SOCKET_IDLE_TIMEOUT_MS = 70_000;
+export const HTTP_MAX_CONNECTIONS = 512;
 
 /** What the HTTP layer needs from the supervisor. */
 export interface CallApi {
@@ -58,33 +71,17 @@ export interface HttpServerOptions {
   api: CallApi;
   logger: Logger;
   ingestToken?: string | undefined;
+  /** Tests shrink these: connections served at once, and the deadline for a request's headers. */
+  connectionLimits?: { maxConnections?: number; headersTimeoutMs?: number } | undefined;
   /** Checked on every `/readyz` after the supervisor is ready; any failing one makes it 503. */
   readiness?: readonly ReadinessCheck[] | undefined;
 }
 
-/** HTTP status for each error code the API answers with; anything else is a 500. */
-const STATUS_BY_CODE: Record<string, number> = {
-  INVALID_BODY: 400,
-  INVALID_QUERY: 400,
-  UNAUTHORIZED: 401,
-  WEBHOOK_UNAUTHORIZED: 401,
-  CALL_NOT_FOUND: 404,
-  ROUTE_NOT_FOUND: 404,
-  CALL_NOT_RETRYABLE: 409,
-  CALL_ALREADY_ENDED: 409,
-  BODY_TOO_LARGE: 413,
-  UNSUPPORTED_MEDIA_TYPE: 415,
-  DRAINING: 503,
-  NOT_READY: 503,
-};
-
-export class ApiError extends CallsyncError {
-  constructor(code: string, message: string, details?: Record<string, unknown>) {
-    super(code, message, { retryable: code === 'DRAINING' || code === 'NOT_READY', details });
-  }
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, code = 'INVALID_BODY'): z.infer<T> {
+function parse<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  code: 'INVALID_BODY' | 'INVALID_QUERY' = 'INVALID_BODY',
+): z.infer<T> {
   const result = schema.safeParse(value);
   if (!result.success) {
     const { field, message } = describeIssue(result.error);
@@ -109,18 +106,49 @@ function sendError(reply: FastifyReply, status: number, code: string, message: s
 
 export function buildHttpServer(options: HttpServerOptions) {
   const { api, ingestToken } = options;
+  const limits = {
+    maxConnections: options.connectionLimits?.maxConnections ?? HTTP_MAX_CONNECTIONS,
+    headersTimeoutMs: options.connectionLimits?.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS,
+  };
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: BODY_LIMIT_BYTES,
     // Per-request lines would drown the per-call transition log; errors are logged below.
     logController: new LogController({ disableRequestLogging: true }),
-    // Transcript batches come in quick succession from many agents; keep sockets reusable.
-    keepAliveTimeout: 65_000,
+    // Transcript batches come in quick succession from many agents; keep sockets reusable, a
+    // little longer than a load balancer's usual 60 s idle timeout so it closes first.
+    keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    // A slow client gets this long for a whole request (a 1 MiB body at 35 KiB/s), then 408.
+    requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
+    // A socket idle this long (no request in flight) is closed.
+    connectionTimeout: HTTP_SOCKET_IDLE_TIMEOUT_MS,
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
+      // How often Node checks those two deadlines (its default, 30 s, would triple them).
+      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+    },
+  });
+  // Beyond this many connections new ones are refused at once, so slow or idle clients cannot
+  // take the descriptors the CRM, storage and store connections need.
+  app.server.maxConnections = limits.maxConnections;
+  // Node enforces `headersTimeout` only once it has parsed a request line; a client that sends a
+  // byte or two and stops would keep its socket. So every new connection must deliver its first
+  // request's headers within the deadline, or it is closed.
+  const firstRequestDeadlines = new WeakMap<Socket, NodeJS.Timeout>();
+  app.server.on('connection', (socket: Socket) => {
+    const timer = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
+    timer.unref();
+    firstRequestDeadlines.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
+  });
+  app.server.on('request', (request: IncomingMessage) => {
+    clearTimeout(firstRequestDeadlines.get(request.socket));
   });
 
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof CallsyncError) {
-      const status = STATUS_BY_CODE[error.code] ?? 500;
+      const status = error instanceof ApiError ? error.httpStatus : 500;
       if (status >= 500) request.log.error({ err: error }, 'request failed');
       return sendError(reply, status, error.code, error.message, error.details);
     }

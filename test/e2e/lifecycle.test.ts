@@ -268,6 +268,17 @@ describe('in-process lifecycle', () => {
     expect(await readyz(a)).toEqual({ status: 200, body: { status: 'ready', checks: { storage: 'ok' } } });
   });
 
+  it('drain and close are safe to call twice, concurrently or one after the other', async () => {
+    const a = await app();
+    await a.start();
+    await Promise.all([a.drain(), a.drain()]);
+    await a.drain();
+    expect(await readyz(a)).toMatchObject({ status: 200 });
+    await Promise.all([a.close(), a.close()]);
+    await a.close();
+    expect(a.supervisor.isReady()).toBe(false);
+  });
+
   it('refuses to start without its recordings directory, naming the variable', async () => {
     const a = await app(undefined, { recordingsDir: false });
     cleanups.push(() => a.close());

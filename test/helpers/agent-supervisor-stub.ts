@@ -12,7 +12,8 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import { ApiError, buildHttpServer, type CallApi, type HttpServer } from '../../src/http/server.ts';
+import { ApiError } from '../../src/errors.ts';
+import { buildHttpServer, type CallApi, type HttpServer } from '../../src/http/server.ts';
 import type { CreateCallBody, EndCallBody, LeadBody, TranscriptBody } from '../../src/http/schemas.ts';
 
 export type StubFault =

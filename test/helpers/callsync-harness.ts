@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { request } from 'undici';
-import { createCallsyncApp, type CallsyncApp } from '../../src/app.ts';
+import { createCallsyncApp, type CallsyncApp, type CallsyncAppOptions } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { createCrmSandbox, type CrmSandbox } from '../../src/sandbox/crm/index.ts';
@@ -63,6 +63,7 @@ export interface ApiAnswer {
 
 export interface HarnessOptions {
   env?: Record<string, string>;
+  connectionLimits?: CallsyncAppOptions['connectionLimits'];
   /** Emulator options over the harness's (storage endpoints, Cloud mode, server storage…). */
   emulator?: Partial<LiveKitEmulatorOptions>;
   limits?: Record<string, number>;
@@ -108,7 +109,8 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
   };
   const logger = createLogger({ level: loadConfig(env).logLevel, destination: sink });
   const limits = { egressPollIntervalMs: 200, ...options.limits };
-  let app = createCallsyncApp(loadConfig(env), { logger, limits });
+  const appOptions = { logger, limits, connectionLimits: options.connectionLimits };
+  let app = createCallsyncApp(loadConfig(env), appOptions);
   const { url } = await app.start();
   emulator.addWebhookUrl(`${url}/livekit/webhook`);
   // A restart listens where the first app did (the port the OS gave it), so every client of
@@ -146,7 +148,7 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     },
     async restartApp() {
       await app.close();
-      app = createCallsyncApp(restartConfig, { logger, limits });
+      app = createCallsyncApp(restartConfig, appOptions);
       const restarted = await app.start();
       if (restarted.url !== url) throw new Error(`restarted on ${restarted.url}, not ${url}`);
     },

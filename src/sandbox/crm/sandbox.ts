@@ -39,7 +39,8 @@ import type {
 import { receiveUpload } from './upload.route.ts';
 
 export const MAX_UPLOAD_BYTES_DEFAULT = 1024 * 1024 * 1024;
-export const MAX_JSON_BYTES_DEFAULT = 1024 * 1024;
+/** Room for the largest call data callsync builds (5,000 items, a million characters of text). */
+export const MAX_JSON_BYTES_DEFAULT = 16 * 1024 * 1024;
 /** Control-route bodies (fault scripts) are small. */
 const MAX_CONTROL_BYTES = 256 * 1024;
 const STORED_NAME_PATTERN = /^[A-Za-z0-9._-]+$/;

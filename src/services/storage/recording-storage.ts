@@ -39,8 +39,10 @@ export const RECORDING_ERROR_CODES = {
   INVALID: 'RECORDING_INVALID',
   /** The store's length is not the size the egress reported. */
   SIZE_MISMATCH: 'RECORDING_SIZE_MISMATCH',
-  /** The file changed between being checked and being opened (a swap). */
+  /** The file changed between being checked and being opened (a swap on the shared volume). */
   CHANGED: 'RECORDING_CHANGED',
+  /** A stored object was overwritten between two reads (its ETag or generation moved). Retryable. */
+  REPLACED: 'RECORDING_REPLACED',
   /** The store refused callsync's credentials (401/403). */
   ACCESS_DENIED: 'STORAGE_ACCESS_DENIED',
   /** The store did not answer, or answered 5xx. Retryable. */
@@ -220,7 +222,7 @@ export function storageErrorFor(status: number | undefined, where: string, messa
     );
   }
   if (status === 412) {
-    return new RecordingError(RECORDING_ERROR_CODES.CHANGED, `recording ${where} changed while being read`, {
+    return new RecordingError(RECORDING_ERROR_CODES.REPLACED, `recording ${where} was replaced while being read`, {
       retryable: true,
       status,
     });

@@ -5,7 +5,7 @@
  * Egress side: the request carries an `S3Upload` with the same bucket, region, endpoint, path
  * style and keys callsync reads with. Reading side: two ranged `GetObject`s for the Ogg ends,
  * then one `GetObject` of the whole object pinned to the ETag the first read saw (`If-Match`),
- * so an object replaced meanwhile fails as `RECORDING_CHANGED` instead of mixing two files.
+ * so an object replaced meanwhile fails as `RECORDING_REPLACED` instead of mixing two files.
  *
  * Client policy: checksums only when required (`WHEN_REQUIRED`), as non-AWS stores mangle the
  * SDK's default `aws-chunked` trailers; one shared client and its keep-alive sockets for every
