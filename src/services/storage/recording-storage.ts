@@ -222,10 +222,14 @@ export function storageErrorFor(status: number | undefined, where: string, messa
     );
   }
   if (status === 412) {
-    return new RecordingError(RECORDING_ERROR_CODES.REPLACED, `recording ${where} was replaced while being read`, {
-      retryable: true,
-      status,
-    });
+    return new RecordingError(
+      RECORDING_ERROR_CODES.REPLACED,
+      `recording ${where} was replaced while being read`,
+      {
+        retryable: true,
+        status,
+      },
+    );
   }
   if (status === 416) {
     return new RecordingError(RECORDING_ERROR_CODES.INVALID, `recording ${where} is empty or truncated`, {
