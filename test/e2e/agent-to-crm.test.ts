@@ -12,7 +12,6 @@
  * doing their part), and gives up cleanly, with a report, when the supervisor never comes back.
  */
 import { initializeLogger, voice } from '@livekit/agents';
-import { EgressStatus } from 'livekit-server-sdk';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { attachToSession, type CallsyncAttachment } from '../../src/agent/attach.ts';
 import type { CallJob } from '../../src/agent/call-job.ts';
@@ -116,21 +115,6 @@ async function startAgentCall(
   };
 }
 
-/** The room's egress, once it records (awaited on the emulator's events, checked in the same tick). */
-async function recordingStarted(harness: CallsyncHarness, room: string): Promise<string> {
-  for (;;) {
-    const [egress] = harness.emulator.listEgress({ roomName: room });
-    if (egress) {
-      await harness.emulator.waitForEgress(
-        egress.egressId,
-        (info) => info.status === EgressStatus.EGRESS_ACTIVE,
-      );
-      return egress.egressId;
-    }
-    await harness.emulator.waitForEvent('egress:updated');
-  }
-}
-
 /** The CRM got the whole conversation of `call`, its lead, the caller and the recording. */
 async function expectDeliveredToCrm(call: AgentCall, callId: string) {
   const { document } = await call.harness.crm.waitForCallData(callId);
@@ -177,7 +161,7 @@ describe('a real AgentSession reporting to the real supervisor', () => {
 
     await talk(call.session, USER_GREETS);
     await talk(call.session, BOB_SAYS);
-    await recordingStarted(h, call.room);
+    await h.recordingStarted(call.room);
     h.emulator.hangUp({ room: call.room });
     await call.session.close();
     const report = await call.attachment.done;
@@ -194,7 +178,7 @@ describe('a real AgentSession reporting to the real supervisor', () => {
     const { reporter, events } = call.reporter;
 
     await talk(call.session, USER_GREETS);
-    await recordingStarted(h, call.room);
+    await h.recordingStarted(call.room);
     await reporter.idle();
     await h.stopApp();
     await talk(call.session, BOB_SAYS);
@@ -222,7 +206,7 @@ describe('a real AgentSession reporting to the real supervisor', () => {
     const { reporter } = call.reporter;
 
     await talk(call.session, USER_GREETS);
-    await recordingStarted(h, call.room);
+    await h.recordingStarted(call.room);
     await reporter.idle();
     await h.stopApp();
     await talk(call.session, BOB_SAYS);

@@ -53,15 +53,6 @@ async function createCall(room: string) {
   return created.body.callId as string;
 }
 
-/** The call's egress, once LiveKit has it (checked and awaited in one tick, so no event is missed). */
-async function egressIdOf(room: string): Promise<string> {
-  for (;;) {
-    const [egress] = h.emulator.listEgress({ roomName: room });
-    if (egress) return egress.egressId;
-    await h.emulator.waitForEvent('egress:updated');
-  }
-}
-
 describe('a call through callsync', () => {
   it('delivers the exact recording, then the call data with its URL, transcript in order and the lead', async () => {
     h = await startCallsyncHarness();
@@ -94,7 +85,7 @@ describe('a call through callsync', () => {
         })
       ).status,
     ).toBe(202);
-    const egressId = await egressIdOf('room-happy');
+    const egressId = await h.egressOf('room-happy');
     await h.emulator.waitForEgress(egressId, (info) => info.status === EgressStatus.EGRESS_ACTIVE);
     expect(
       (
@@ -174,7 +165,7 @@ describe('a call through callsync', () => {
     h.emulator.setRoomBehaviour('room-failed-egress', { egressOutcome: 'failed' });
     const callId = await createCall('room-failed-egress');
     await h.api('POST', `/v1/calls/${callId}/transcript`, { items: [TRANSCRIPT[0]] });
-    await egressIdOf('room-failed-egress');
+    await h.egressOf('room-failed-egress');
     await h.api('POST', `/v1/calls/${callId}/end`, {});
 
     const { document } = await h.crm.waitForCallData(callId);
@@ -197,7 +188,7 @@ describe('a call through callsync', () => {
     h.startLiveKitCall('room-no-webhooks');
     h.emulator.setRoomBehaviour('room-no-webhooks', { webhooks: { drop: true }, recordingSeconds: 3 });
     const callId = await createCall('room-no-webhooks');
-    const egressId = await egressIdOf('room-no-webhooks');
+    const egressId = await h.egressOf('room-no-webhooks');
     await h.emulator.waitForEgress(egressId, (info) => info.status === EgressStatus.EGRESS_ACTIVE);
     await h.api('POST', `/v1/calls/${callId}/end`, {});
 
@@ -216,7 +207,7 @@ describe('a call through callsync', () => {
     h.emulator.setRoomBehaviour('room-hangup', { recordingSeconds: 4 });
     const callId = await createCall('room-hangup');
     await h.api('POST', `/v1/calls/${callId}/transcript`, { items: TRANSCRIPT });
-    const egressId = await egressIdOf('room-hangup');
+    const egressId = await h.egressOf('room-hangup');
     await h.emulator.waitForEgress(egressId, (info) => info.status === EgressStatus.EGRESS_ACTIVE);
     h.emulator.hangUp({ room: 'room-hangup' }); // the caller leaves; the room closes after the departure timeout
 
@@ -235,7 +226,7 @@ describe('a call through callsync', () => {
     h.emulator.setRoomBehaviour('room-refused', { egressOutcome: 'aborted' });
     h.crm.injectFaults('call-data', [{ status: 422, body: { error: 'campaign closed' } }]);
     const callId = await createCall('room-refused');
-    await egressIdOf('room-refused');
+    await h.egressOf('room-refused');
     await h.api('POST', `/v1/calls/${callId}/end`, {});
 
     await new Promise<void>((resolve) =>

@@ -4,7 +4,6 @@
  * request gets its 4xx naming the field, and a control call is still delivered afterwards.
  */
 import { connect, type Socket } from 'node:net';
-import { EgressStatus } from 'livekit-server-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PERSONA_CONFIG, startCallsyncHarness, type CallsyncHarness } from '../helpers/callsync-harness.ts';
 
@@ -36,27 +35,13 @@ async function createCall(harness: CallsyncHarness, room: string, extra: Record<
   return created.body.callId as string;
 }
 
-async function activeEgress(harness: CallsyncHarness, room: string): Promise<void> {
-  for (;;) {
-    const [egress] = harness.emulator.listEgress({ roomName: room });
-    if (egress) {
-      await harness.emulator.waitForEgress(
-        egress.egressId,
-        (info) => info.status === EgressStatus.EGRESS_ACTIVE,
-      );
-      return;
-    }
-    await harness.emulator.waitForEvent('egress:updated');
-  }
-}
-
 /** A whole call, start to CRM: the service still delivers. */
 async function deliverControlCall(harness: CallsyncHarness, room = 'room-control'): Promise<void> {
   const callId = await createCall(harness, room);
   expect((await harness.api('POST', `/v1/calls/${callId}/transcript`, { items: [item('c1')] })).status).toBe(
     202,
   );
-  await activeEgress(harness, room);
+  await harness.recordingStarted(room);
   expect((await harness.api('POST', `/v1/calls/${callId}/end`, { endedAt: at(5) })).status).toBe(202);
   const { document } = await harness.crm.waitForCallData(callId);
   expect(document.transcription.conversation_items).toHaveLength(1);
@@ -131,7 +116,7 @@ describe('bounded input', () => {
       'CALL_LIMIT_REACHED',
       'items',
     );
-    await activeEgress(h, 'room-items');
+    await h.recordingStarted('room-items');
     expect((await h.api('POST', `/v1/calls/${callId}/end`, {})).status).toBe(202);
     const { document } = await h.crm.waitForCallData(callId, { timeoutMs: 30_000 });
     expect(document.transcription.conversation_items).toHaveLength(5_000);
@@ -216,7 +201,7 @@ describe('bounded input', () => {
     expect(
       (await h.api('POST', `/v1/calls/${callId}/transcript`, { items: [item('e1', content)] })).status,
     ).toBe(202);
-    await activeEgress(h, 'room-emoji');
+    await h.recordingStarted('room-emoji');
     await h.api('POST', `/v1/calls/${callId}/end`, {});
     const { document } = await h.crm.waitForCallData(callId);
     expect(document.transcription.conversation_items[0]!.content).toBe(content);
@@ -271,7 +256,7 @@ describe('late events', () => {
     h = await startCallsyncHarness();
     const room = 'room-late';
     const callId = await createCall(h, room);
-    await activeEgress(h, room);
+    await h.recordingStarted(room);
     // The upload is held a moment by the CRM: the call is still collecting meanwhile.
     h.crm.injectFaults('upload', [{ delayMs: 1_000 }]);
     h.crm.injectFaults('call-data', [{ delayMs: 1_000 }]);

@@ -149,14 +149,6 @@ const cases: StorageCase[] = [
   },
 ];
 
-async function egressIdOf(harness: CallsyncHarness, room: string): Promise<string> {
-  for (;;) {
-    const [egress] = harness.emulator.listEgress({ roomName: room });
-    if (egress) return egress.egressId;
-    await harness.emulator.waitForEvent('egress:updated');
-  }
-}
-
 describe.each(cases)('recordings in $name', (storageCase) => {
   it('delivers exactly the stored recording, then the call data with its size and duration', async () => {
     const options = storageCase.harness();
@@ -176,8 +168,7 @@ describe.each(cases)('recordings in $name', (storageCase) => {
       items: [{ id: 'i1', role: 'user', content: 'Store it in the cloud, please.', timestamp: at(2) }],
     });
     await h.api('POST', `/v1/calls/${callId}/leads`, { leadId: 'lead-bucket', data: { plan: 'premium' } });
-    const egressId = await egressIdOf(h, room);
-    await h.emulator.waitForEgress(egressId, (info) => info.status === EgressStatus.EGRESS_ACTIVE);
+    const egressId = await h.recordingStarted(room);
     expect(
       (await h.api('POST', `/v1/calls/${callId}/end`, { endedAt: at(10), status: 'completed' })).status,
     ).toBe(202);

@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { EgressStatus } from 'livekit-server-sdk';
 import { request } from 'undici';
 import { createCallsyncApp, type CallsyncApp, type CallsyncAppOptions } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -47,6 +48,10 @@ export interface CallsyncHarness {
     body?: unknown,
     headers?: Record<string, string>,
   ): Promise<ApiAnswer>;
+  /** The room's (first) egress id, once LiveKit has one (awaited on the emulator's events). */
+  egressOf(room: string): Promise<string>;
+  /** The room's egress id once it is ACTIVE, i.e. recording. */
+  recordingStarted(room: string): Promise<string>;
   /** Creates the LiveKit room with a SIP caller and the agent, as a dispatch rule would. */
   startLiveKitCall(room: string, callerNumber?: string): void;
   /** Stops the app (HTTP, actors, store) as a shutdown would; LiveKit and the CRM stay up. Safe twice. */
@@ -139,6 +144,12 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
       const text = await answer.body.text();
       return { status: answer.statusCode, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
     },
+    egressOf: (room) => egressOf(emulator, room),
+    async recordingStarted(room) {
+      const egressId = await egressOf(emulator, room);
+      await emulator.waitForEgress(egressId, (info) => info.status === EgressStatus.EGRESS_ACTIVE);
+      return egressId;
+    },
     startLiveKitCall(room, callerNumber = '+918655066243') {
       emulator.createRoom({ name: room });
       emulator.startSipCall({ room, callerNumber, attributes: { 'sip.ruleID': 'SDR_e2e' } });
@@ -160,6 +171,15 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Checked and awaited in one tick, so no egress event is missed between the two. */
+async function egressOf(emulator: LiveKitEmulator, room: string): Promise<string> {
+  for (;;) {
+    const [egress] = emulator.listEgress({ roomName: room });
+    if (egress) return egress.egressId;
+    await emulator.waitForEvent('egress:updated');
+  }
 }
 
 /** How long one part may take to close before the test fails naming it. */

@@ -19,6 +19,7 @@ import {
   probeOggRecording,
   readSmall,
   storageErrorFor,
+  totalFromContentRange,
   type OpenedRecording,
   type RecordingStorage,
   type ReportedFile,
@@ -38,12 +39,6 @@ function messageOf(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
   return typeof code === 'string' ? `${code}: ${message}` : (message ?? 'unknown error');
-}
-
-function totalFromContentRange(contentRange: string | undefined): number | undefined {
-  const total = contentRange?.split('/')[1];
-  const parsed = total === undefined ? Number.NaN : Number(total);
-  return Number.isSafeInteger(parsed) ? parsed : undefined;
 }
 
 export class AzureRecordingStorage implements RecordingStorage {

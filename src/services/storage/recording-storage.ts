@@ -158,6 +158,13 @@ export async function probeOggRecording(
   }
 }
 
+/** The whole object's length from a ranged answer's `Content-Range` (`bytes 0-99/12345` → 12345). */
+export function totalFromContentRange(contentRange: string | undefined): number | undefined {
+  const total = contentRange?.split('/')[1];
+  const parsed = total === undefined ? Number.NaN : Number(total);
+  return Number.isSafeInteger(parsed) ? parsed : undefined;
+}
+
 /** Refuses a stored object whose length is not what the egress reported (when it reported one). */
 export function assertReportedSize(file: ReportedFile, sizeBytes: number, where: string): void {
   const reported = file.sizeBytes;

@@ -23,6 +23,7 @@ import {
   probeOggRecording,
   readSmall,
   storageErrorFor,
+  totalFromContentRange,
   type OpenedRecording,
   type RecordingStorage,
   type ReportedFile,
@@ -31,13 +32,6 @@ import { describeStorage, type S3StorageSettings } from './storage-settings.ts';
 
 export const S3_CONNECT_TIMEOUT_MS = 5_000;
 export const S3_SOCKET_IDLE_TIMEOUT_MS = 30_000;
-
-/** `bytes 0-99/12345` → 12345. */
-function totalFromContentRange(contentRange: string | undefined): number | undefined {
-  const total = contentRange?.split('/')[1];
-  const parsed = total === undefined ? Number.NaN : Number(total);
-  return Number.isSafeInteger(parsed) ? parsed : undefined;
-}
 
 function statusOf(error: unknown): number | undefined {
   if (error instanceof S3ServiceException) return error.$metadata.httpStatusCode;
