@@ -46,6 +46,12 @@ export const CALL_TRANSCRIPT_MAX_ITEMS = 5_000;
 /** Transcript text per call, in UTF-16 characters (about a million: some 150,000 spoken words). */
 export const CALL_TRANSCRIPT_MAX_CHARS = 1_000_000;
 export const CALL_MAX_LEADS = 20;
+/**
+ * Webhook ids remembered to drop a repeat (LiveKit retries a delivery it saw fail): about an
+ * hour of a busy deployment's events. In memory: after a restart a repeat may pass once, and
+ * every call event is idempotent in the machine anyway (an end after the end changes nothing).
+ */
+export const WEBHOOK_IDS_REMEMBERED = 50_000;
 
 type CallActor = Actor<CallLogic>;
 type CallSnapshot = ReturnType<CallActor['getSnapshot']>;
@@ -130,6 +136,7 @@ export class Supervisor implements CallApi {
   readonly #stateCounts = new Map<CallStateName, number>(CALL_STATE_NAMES.map((state) => [state, 0]));
   readonly #pendingWrites = new Set<Promise<void>>();
   #ready = false;
+  readonly #seenWebhooks = new Set<string>();
   #draining: Promise<void> | undefined;
   #accepting = true;
   #started: Promise<void> | undefined;
@@ -431,7 +438,10 @@ export class Supervisor implements CallApi {
       if (error instanceof CallsyncError) throw new ApiError('WEBHOOK_UNAUTHORIZED', error.message);
       throw error;
     }
-    const call = this.#callForWebhook(webhook);
+    // At most once: LiveKit (and proxies) may deliver an event again with the same id.
+    const repeated = this.#seenWebhooks.has(webhook.id);
+    this.#rememberWebhook(webhook.id);
+    const call = repeated ? undefined : this.#callForWebhook(webhook);
     this.#deps.metrics.webhookReceived({ event: webhook.event, result: call ? 'accepted' : 'ignored' });
     if (!call) return;
     const at = this.#deps.time.now();
@@ -700,7 +710,29 @@ export class Supervisor implements CallApi {
   #callForWebhook(webhook: LiveKitWebhook): LiveCall | undefined {
     const byEgress = webhook.egress ? this.#byEgress.get(webhook.egress.egressId) : undefined;
     const callId = byEgress ?? (webhook.roomName === null ? undefined : this.#byRoom.get(webhook.roomName));
-    return callId === undefined ? undefined : this.#live.get(callId);
+    const call = callId === undefined ? undefined : this.#live.get(callId);
+    if (call === undefined || byEgress !== undefined) return call;
+    // Routed by room name only: the event must be about this call's room instance. An earlier
+    // room of the same name (a replayed or late room_finished) has another sid.
+    const callRoomSid = call.actor.getSnapshot().context.egress.roomSid;
+    if (callRoomSid !== null && webhook.roomSid !== null && webhook.roomSid !== callRoomSid) {
+      call.log.info(
+        { event: webhook.event, webhookRoomSid: webhook.roomSid, roomSid: callRoomSid },
+        'webhook for an earlier room of the same name ignored',
+      );
+      return undefined;
+    }
+    return call;
+  }
+
+  #rememberWebhook(id: string): void {
+    if (id === '') return;
+    this.#seenWebhooks.add(id);
+    // A Set iterates in insertion order: drop the oldest beyond the bound.
+    if (this.#seenWebhooks.size > WEBHOOK_IDS_REMEMBERED) {
+      const oldest = this.#seenWebhooks.values().next().value;
+      if (oldest !== undefined) this.#seenWebhooks.delete(oldest);
+    }
   }
 
   /**

@@ -287,6 +287,7 @@ function initialContext(input: CallMachineInput): CallContext {
     leads: [],
     egress: {
       id: null,
+      roomSid: null,
       startAttempts: 1,
       startedAttemptAt: input.now,
       startDeadlineAt: input.now + limits.egressStartTimeoutMs,
@@ -590,9 +591,17 @@ export const callMachine = setup({
 
     // --- egress start
     egressStarted: enqueueActions(({ context, enqueue }, params: { started: Stamped<StartEgressResult> }) => {
-      const { egressId } = params.started.result;
+      const { egressId, roomSid } = params.started.result;
       // First thing on the transition that learns it: the id is in context before anything else.
-      enqueue.assign({ egress: { ...context.egress, id: egressId, startDeadlineAt: null, lastError: null } });
+      enqueue.assign({
+        egress: {
+          ...context.egress,
+          id: egressId,
+          roomSid: roomSid ?? null,
+          startDeadlineAt: null,
+          lastError: null,
+        },
+      });
       enqueue.emit({
         type: 'call.egress_started',
         callId: context.call.callId,

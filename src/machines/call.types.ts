@@ -161,6 +161,8 @@ export interface StartEgressInput {
 
 export interface StartEgressResult {
   egressId: string;
+  /** The room instance the egress records (`RM_…`), when LiveKit said. */
+  roomSid?: string | undefined;
 }
 
 /**
@@ -258,6 +260,11 @@ export interface CallEnd {
 
 export interface EgressContext {
   id: string | null;
+  /**
+   * The room instance (`RM_…`) the call's egress records: a `room_finished` for another
+   * instance of the same room name (an earlier call's, replayed or late) ends nothing.
+   */
+  roomSid: string | null;
   startAttempts: number;
   /** When the StartEgress attempt in flight is abandoned (absolute). */
   startDeadlineAt: number | null;

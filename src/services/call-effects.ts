@@ -58,18 +58,16 @@ export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEff
     async startEgress(client, input) {
       if (input.egressId !== null) {
         try {
-          return { egressId: (await client.status(input.egressId)).egressId };
+          const known = await client.status(input.egressId);
+          return { egressId: known.egressId, roomSid: known.roomId || undefined };
         } catch (error) {
           if (!(error instanceof CallsyncError && error.code === 'LIVEKIT_NOT_FOUND')) throw error;
         }
       }
       const [running] = await client.listActive(input.roomName);
-      if (running) return { egressId: running.egressId };
-      return {
-        egressId: (
-          await client.startRecording({ roomName: input.roomName, filepath: recordingFilepath, upload })
-        ).egressId,
-      };
+      if (running) return { egressId: running.egressId, roomSid: running.roomId || undefined };
+      const started = await client.startRecording({ roomName: input.roomName, filepath: recordingFilepath, upload });
+      return { egressId: started.egressId, roomSid: started.roomId || undefined };
     },
 
     async stopEgress(client, input) {

@@ -56,6 +56,8 @@ export interface EgressFile {
 export interface EgressSnapshot {
   egressId: string;
   roomName: string;
+  /** The room instance the egress records (`RM_…`). */
+  roomId: string;
   state: EgressState;
   file: EgressFile | null;
   /** LiveKit's error text for failed or aborted egresses. */
@@ -95,6 +97,7 @@ export function toEgressSnapshot(info: EgressInfo): EgressSnapshot {
   return {
     egressId: info.egressId,
     roomName: info.roomName,
+    roomId: info.roomId,
     // An unknown enum value (newer server) is read as 0 by protobuf-es; treat it as not final.
     state: STATE_BY_STATUS[info.status] ?? 'starting',
     file: file ? toEgressFile(file) : null,

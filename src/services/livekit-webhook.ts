@@ -23,6 +23,11 @@ export interface LiveKitWebhook {
   /** Unix seconds, from LiveKit. */
   createdAt: number;
   roomName: string | null;
+  /**
+   * The room instance (`RM_…`): a room name is reused by later calls, its sid never is. From
+   * the event's room, or the egress's `roomId`.
+   */
+  roomSid: string | null;
   /** Present on egress_started / egress_updated / egress_ended. */
   egress: EgressSnapshot | null;
   /** Present on participant events. */
@@ -62,6 +67,7 @@ export class LiveKitWebhookVerifier {
       event: event.event,
       createdAt: Number(event.createdAt),
       roomName: event.room?.name || event.egressInfo?.roomName || null,
+      roomSid: event.room?.sid || event.egressInfo?.roomId || null,
       egress: event.egressInfo ? toEgressSnapshot(event.egressInfo) : null,
       participantIdentity: event.participant?.identity ?? null,
     };

@@ -5,7 +5,14 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PERSONA_CONFIG, startCallsyncHarness, type CallsyncHarness } from '../helpers/callsync-harness.ts';
+import { signWebhook } from '../../src/sandbox/livekit/webhook-signing.ts';
+import {
+  API_KEY,
+  API_SECRET,
+  PERSONA_CONFIG,
+  startCallsyncHarness,
+  type CallsyncHarness,
+} from '../helpers/callsync-harness.ts';
 
 let h: CallsyncHarness | undefined;
 afterEach(async () => {
@@ -334,5 +341,52 @@ describe('slow clients', () => {
     await Promise.all(closed);
     await deliverControlCall(h);
     for (const socket of sockets) socket.destroy();
+  });
+});
+
+describe('webhooks take effect once, for the room instance they are about', () => {
+  it('a replayed room_finished of an earlier room of the same name does not end the new call', async () => {
+    h = await startCallsyncHarness();
+    const room = 'room-reused';
+    const finished = h.emulator.waitForEvent(
+      'webhook:emitted',
+      (webhook) => webhook.name === 'room_finished',
+    );
+
+    // The first call in the room: delivered, then its room closes.
+    const first = await createCall(h, room);
+    await h.recordingStarted(room);
+    await h.api('POST', `/v1/calls/${first}/end`, {});
+    await h.crm.waitForCallData(first);
+    h.emulator.closeRoom({ room });
+    const { body: earlierRoomFinished } = await finished;
+
+    // A new call in a new room of the same name.
+    const second = await createCall(h, room);
+    await h.recordingStarted(room);
+    await h.api('POST', `/v1/calls/${second}/transcript`, { items: [item('s1', 'first turn')] });
+
+    // The earlier room_finished arrives again, validly signed: it ends nothing.
+    const replay = await h.api('POST', '/livekit/webhook', earlierRoomFinished, {
+      'content-type': 'application/webhook+json',
+      authorization: await signWebhook({ body: earlierRoomFinished, apiKey: API_KEY, apiSecret: API_SECRET }),
+    });
+    expect(replay.status).toBe(200);
+    expect((await h.api('GET', `/v1/calls/${second}`)).body).toMatchObject({
+      state: 'inConversation',
+      endedAt: null,
+    });
+
+    // The new call goes on, and the CRM gets all of it.
+    expect(
+      (await h.api('POST', `/v1/calls/${second}/transcript`, { items: [item('s2', 'second turn', at(3))] }))
+        .status,
+    ).toBe(202);
+    await h.api('POST', `/v1/calls/${second}/end`, {});
+    const { document } = await h.crm.waitForCallData(second);
+    expect(document.transcription.conversation_items.map((entry) => entry.content)).toEqual([
+      'first turn',
+      'second turn',
+    ]);
   });
 });

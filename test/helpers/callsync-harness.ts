@@ -50,7 +50,7 @@ export interface CallsyncHarness {
   ): Promise<ApiAnswer>;
   /** The room's (first) egress id, once LiveKit has one (awaited on the emulator's events). */
   egressOf(room: string): Promise<string>;
-  /** The room's egress id once it is ACTIVE, i.e. recording. */
+  /** The id of the room's egress that is ACTIVE (recording), once there is one. */
   recordingStarted(room: string): Promise<string>;
   /** Creates the LiveKit room with a SIP caller and the agent, as a dispatch rule would. */
   startLiveKitCall(room: string, callerNumber?: string): void;
@@ -146,9 +146,15 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     },
     egressOf: (room) => egressOf(emulator, room),
     async recordingStarted(room) {
-      const egressId = await egressOf(emulator, room);
-      await emulator.waitForEgress(egressId, (info) => info.status === EgressStatus.EGRESS_ACTIVE);
-      return egressId;
+      // The room's egress that is recording now (an earlier call in a room of the same name
+      // may have left a finished one).
+      for (;;) {
+        const active = emulator
+          .listEgress({ roomName: room })
+          .find((egress) => egress.status === EgressStatus.EGRESS_ACTIVE);
+        if (active) return active.egressId;
+        await emulator.waitForEvent('egress:updated');
+      }
     },
     startLiveKitCall(room, callerNumber = '+918655066243') {
       emulator.createRoom({ name: room });
