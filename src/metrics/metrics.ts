@@ -25,6 +25,7 @@
  * `nodejs_eventloop_lag_p99_seconds`, …): they are the names every Prometheus user and every
  * stock Node.js dashboard expects, and the `job` label already says which service they are from.
  */
+import { MISSING_RECORDING_REASONS } from '../machines/recording-policy.ts';
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 
 /** The delivery target (`CALLSYNC_UPLOAD_TARGET_SECONDS`) when none is given, seconds. */
@@ -273,6 +274,7 @@ export function createMetrics(options: MetricsOptions) {
   for (const direction of CALL_DIRECTIONS) metrics.callsStarted.inc({ direction }, 0);
   for (const result of RESTORE_RESULTS) metrics.callsRestored.inc({ result }, 0);
   for (const operation of STORE_OPERATIONS) metrics.storeWriteErrors.inc({ operation }, 0);
+  for (const reason of MISSING_RECORDING_REASONS) metrics.recordingsMissing.inc({ reason }, 0);
   metrics.callRedrives.inc(0);
   metrics.deliveryTarget.set(target);
   metrics.buildInfo.set({ version: options.version ?? 'unknown', node_version: process.version }, 1);

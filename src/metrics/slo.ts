@@ -271,6 +271,21 @@ export function buildRuleGroups(overrides: Partial<DeliverySloOptions> = {}): Ru
       },
     },
     {
+      // A recording never holds back the call data, so a storage misconfiguration (wrong
+      // bucket, key or volume) shows nowhere in the SLO: every call is still delivered, partial.
+      alert: 'CallsyncRecordingsUnreadable',
+      expr: `sum by (job) (increase(callsync_recordings_missing_total{reason=~"${RECORDING_STORAGE_REASONS.join('|')}"}[15m])) > 0`,
+      for: '5m',
+      labels: { severity: 'ticket' },
+      annotations: {
+        summary: 'Calls reach the CRM without their recording: the recording storage cannot be read',
+        description:
+          '{{ $labels.job }}: {{ $value | humanize }} call(s) in 15 minutes went to the CRM without a recording because ' +
+          'callsync could not read it (missing, outside the recordings directory, refused by or unreachable in the store). ' +
+          "Check CALLSYNC_EGRESS_STORAGE and its settings, /readyz, and the calls' recording_missing journal entries.",
+      },
+    },
+    {
       alert: 'CallsyncDown',
       expr: [`up{job="${o.job}"} == 0`, `or`, `absent(up{job="${o.job}"})`].join('\n'),
       for: '2m',
@@ -290,6 +305,14 @@ export function buildRuleGroups(overrides: Partial<DeliverySloOptions> = {}): Ru
     { name: 'callsync-operations-alerts', rules: operational },
   ];
 }
+
+/** `callsync_recordings_missing_total` reasons that say the storage, not the egress or the CRM, failed. */
+const RECORDING_STORAGE_REASONS = [
+  'file_missing',
+  'file_outside_root',
+  'storage_refused',
+  'storage_unavailable',
+];
 
 export function isAlertRule(rule: Rule): rule is AlertRule {
   return 'alert' in rule;

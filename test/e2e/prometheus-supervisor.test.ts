@@ -54,6 +54,8 @@ const JOB = DELIVERY_SLO_DEFAULTS.job;
 const ZERO_IN_A_HEALTHY_RUN: Readonly<Record<string, string>> = {
   callsync_store_write_errors_total:
     'counts failed store writes; fed by withStoreMetrics (src/metrics/metrics.store.ts) around the SQLite store',
+  callsync_recordings_missing_total:
+    'the storage reasons (CallsyncRecordingsUnreadable) need a broken store; every reason is fed in test/e2e/recording-missing.test.ts',
 };
 
 type Outcome = 'delivered' | 'partial' | 'failed';

@@ -49,6 +49,7 @@ function simulateCalls(recorder: MetricsRecorder) {
   recorder.egressSettled({ source: 'deadline', status: 'timed_out', waitSeconds: 120 });
   recorder.recordingUploaded({ sizeBytes: 480_000 });
   recorder.recordingMissing({ reason: 'egress_timed_out' });
+  recorder.recordingMissing({ reason: 'storage_refused' });
   recorder.crmRequest({ endpoint: 'upload', code: '201', durationSeconds: 0.8 });
   recorder.crmRequest({ endpoint: 'call_data', code: '503', durationSeconds: 0.1 });
   recorder.crmRetry({ endpoint: 'call_data' });
