@@ -66,7 +66,11 @@ export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEff
       }
       const [running] = await client.listActive(input.roomName);
       if (running) return { egressId: running.egressId, roomSid: running.roomId || undefined };
-      const started = await client.startRecording({ roomName: input.roomName, filepath: recordingFilepath, upload });
+      const started = await client.startRecording({
+        roomName: input.roomName,
+        filepath: recordingFilepath,
+        upload,
+      });
       return { egressId: started.egressId, roomSid: started.roomId || undefined };
     },
 
