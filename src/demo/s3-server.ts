@@ -47,16 +47,36 @@ type S3rverConstructor = new (options: {
   configureBuckets: { name: string }[];
 }) => S3rverInstance;
 
-export async function startDemoS3Server(options: { directory: string }): Promise<DemoS3Server> {
+/**
+ * s3rver on a free loopback port with one bucket; `close()` also ends keep-alive sockets (the
+ * S3 clients' would hold it open). The tests start theirs with this too.
+ */
+export async function runS3rver(options: {
+  directory: string;
+  bucket: string;
+}): Promise<{ port: number; close(): Promise<void> }> {
   const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor;
   const server = new S3rver({
     address: '127.0.0.1',
     port: 0,
     directory: options.directory,
     silent: true,
-    configureBuckets: [{ name: DEMO_S3_BUCKET }],
+    configureBuckets: [{ name: options.bucket }],
   });
   const { port } = await server.run();
+  return {
+    port,
+    async close() {
+      const closed = server.close();
+      server.httpServer?.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+export async function startDemoS3Server(options: { directory: string }): Promise<DemoS3Server> {
+  const server = await runS3rver({ directory: options.directory, bucket: DEMO_S3_BUCKET });
+  const { port } = server;
   const endpoint = `http://127.0.0.1:${port}`;
   const client = new S3Client({
     region: DEMO_S3_REGION,
@@ -95,10 +115,7 @@ export async function startDemoS3Server(options: { directory: string }): Promise
     close() {
       closing ??= (async () => {
         client.destroy();
-        const closed = server.close();
-        // Keep-alive sockets (callsync's and the emulator's S3 clients) would hold close() open.
-        server.httpServer?.closeAllConnections();
-        await closed;
+        await server.close();
       })();
       return closing;
     },

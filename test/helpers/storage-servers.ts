@@ -13,13 +13,11 @@
  * Readers return the whole object as a Buffer, which is fine for test-sized recordings.
  * Each `close()` is safe to call twice.
  */
+import { runS3rver } from '../../src/demo/s3-server.ts';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,22 +76,6 @@ export interface PutObjectOptions {
   contentType?: string;
 }
 
-interface S3rverInstance {
-  run(): Promise<AddressInfo>;
-  close(): Promise<void>;
-  httpServer?: Server;
-}
-type S3rverConstructor = new (options: {
-  address: string;
-  port: number;
-  directory: string;
-  silent: boolean;
-  configureBuckets: { name: string }[];
-}) => S3rverInstance;
-
-/** s3rver ships no type declarations; this is the part of its API used here. */
-const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor;
-
 function memoized<T>(run: () => Promise<T>): () => Promise<T> {
   let result: Promise<T> | undefined;
   return () => (result ??= run());
@@ -102,20 +84,14 @@ function memoized<T>(run: () => Promise<T>): () => Promise<T> {
 export async function startS3rver(options: { bucket?: string } = {}): Promise<S3TestServer> {
   const bucket = options.bucket ?? DEFAULT_BUCKET;
   const directory = await mkdtemp(join(tmpdir(), 's3rver-'));
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    directory,
-    silent: true,
-    configureBuckets: [{ name: bucket }],
-  });
-  let port: number;
+  let server: Awaited<ReturnType<typeof runS3rver>>;
   try {
-    ({ port } = await server.run());
+    server = await runS3rver({ directory, bucket });
   } catch (error) {
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
+  const { port } = server;
   return {
     endpoint: `http://127.0.0.1:${port}`,
     bucket,
@@ -123,9 +99,7 @@ export async function startS3rver(options: { bucket?: string } = {}): Promise<S3
     accessKeyId: S3RVER_ACCESS_KEY_ID,
     secretAccessKey: S3RVER_SECRET_ACCESS_KEY,
     close: memoized(async () => {
-      const closed = server.close();
-      server.httpServer?.closeAllConnections();
-      await closed;
+      await server.close();
       await rm(directory, { recursive: true, force: true });
     }),
   };
