@@ -135,15 +135,25 @@ export function buildHttpServer(options: HttpServerOptions) {
   // Node enforces `headersTimeout` only once it has parsed a request line; a client that sends a
   // byte or two and stops would keep its socket. So every new connection must deliver its first
   // request's headers within the deadline, or it is closed.
-  const firstRequestDeadlines = new WeakMap<Socket, NodeJS.Timeout>();
+  // Such sockets are not "idle" to Node either, so closing the server would wait for them: they
+  // are destroyed on close.
+  const awaitingFirstRequest = new Map<Socket, NodeJS.Timeout>();
   app.server.on('connection', (socket: Socket) => {
     const timer = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
     timer.unref();
-    firstRequestDeadlines.set(socket, timer);
-    socket.once('close', () => clearTimeout(timer));
+    awaitingFirstRequest.set(socket, timer);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      awaitingFirstRequest.delete(socket);
+    });
   });
   app.server.on('request', (request: IncomingMessage) => {
-    clearTimeout(firstRequestDeadlines.get(request.socket));
+    clearTimeout(awaitingFirstRequest.get(request.socket));
+    awaitingFirstRequest.delete(request.socket);
+  });
+  app.addHook('preClose', (done) => {
+    for (const socket of awaitingFirstRequest.keys()) socket.destroy();
+    done();
   });
 
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
