@@ -12,11 +12,8 @@ import type { Readable } from 'node:stream';
 import { AzureBlobUpload } from '@livekit/protocol';
 import { BlobServiceClient, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
 import {
-  assertReportedSize,
-  baseNameOf,
-  closerOf,
   objectKeyOf,
-  probeOggRecording,
+  openStoredRecording,
   readSmall,
   storageErrorFor,
   totalFromContentRange,
@@ -93,26 +90,24 @@ export class AzureRecordingStorage implements RecordingStorage {
         throw storageErrorFor(statusOf(error), where, messageOf(error));
       }
     };
-    const { sizeBytes, durationSeconds } = await probeOggRecording(where, async (start, end) => {
-      const part = await download(start, end - start + 1);
-      etag ??= part.etag;
-      const bytes = await readSmall(part.readableStreamBody as Readable, end - start + 1);
-      return {
-        bytes,
-        totalBytes: totalFromContentRange(part.contentRange) ?? part.contentLength ?? bytes.length,
-      };
+    return openStoredRecording({
+      file,
+      key,
+      where,
+      readRange: async (start, end) => {
+        const part = await download(start, end - start + 1);
+        etag ??= part.etag;
+        const bytes = await readSmall(part.readableStreamBody as Readable, end - start + 1);
+        return {
+          bytes,
+          totalBytes: totalFromContentRange(part.contentRange) ?? part.contentLength ?? bytes.length,
+        };
+      },
+      readWhole: async () => {
+        const whole = await download(0, undefined);
+        return { body: whole.readableStreamBody as Readable, sizeBytes: whole.contentLength };
+      },
     });
-    assertReportedSize(file, sizeBytes, where);
-    const whole = await download(0, undefined);
-    const body = whole.readableStreamBody as Readable;
-    return {
-      fileName: baseNameOf(key),
-      sizeBytes: whole.contentLength ?? sizeBytes,
-      durationSeconds,
-      source: where,
-      body,
-      close: closerOf(body),
-    };
   }
 
   close(): Promise<void> {

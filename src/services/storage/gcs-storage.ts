@@ -12,11 +12,8 @@
 import { Storage, type File } from '@google-cloud/storage';
 import { GCPUpload } from '@livekit/protocol';
 import {
-  assertReportedSize,
-  baseNameOf,
-  closerOf,
   objectKeyOf,
-  probeOggRecording,
+  openStoredRecording,
   readSmall,
   storageErrorFor,
   type OpenedRecording,
@@ -85,26 +82,22 @@ export class GcsRecordingStorage implements RecordingStorage {
     } catch (error) {
       throw storageErrorFor(statusOf(error), where, messageOf(error));
     }
-    const { sizeBytes, durationSeconds } = await probeOggRecording(where, async (start, end) => {
-      try {
-        // The SDK reports HTTP failures on the stream, with the status as `code`.
-        const stream = pinned.createReadStream({ start, end, validation: false, decompress: false });
-        const bytes = await readSmall(stream, end - start + 1);
-        return { bytes, totalBytes };
-      } catch (error) {
-        throw storageErrorFor(statusOf(error), where, messageOf(error));
-      }
+    return openStoredRecording({
+      file,
+      key,
+      where,
+      readRange: async (start, end) => {
+        try {
+          // The SDK reports HTTP failures on the stream, with the status as `code`.
+          const stream = pinned.createReadStream({ start, end, validation: false, decompress: false });
+          return { bytes: await readSmall(stream, end - start + 1), totalBytes };
+        } catch (error) {
+          throw storageErrorFor(statusOf(error), where, messageOf(error));
+        }
+      },
+      readWhole: () =>
+        Promise.resolve({ body: pinned.createReadStream({ validation: 'crc32c', decompress: false }) }),
     });
-    assertReportedSize(file, sizeBytes, where);
-    const body = pinned.createReadStream({ validation: 'crc32c', decompress: false });
-    return {
-      fileName: baseNameOf(key),
-      sizeBytes,
-      durationSeconds,
-      source: where,
-      body,
-      close: closerOf(body),
-    };
   }
 
   close(): Promise<void> {

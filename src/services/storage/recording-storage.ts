@@ -165,6 +165,33 @@ export function totalFromContentRange(contentRange: string | undefined): number 
   return Number.isSafeInteger(parsed) ? parsed : undefined;
 }
 
+/**
+ * The reading policy for a bucket store, given its two kinds of read: the Ogg ends (ranged),
+ * the size check, then the whole object as a single-use stream. Each store supplies only how
+ * it reads (and pins the version the first read saw).
+ */
+export async function openStoredRecording(options: {
+  file: ReportedFile;
+  key: string;
+  /** Names the object in errors and logs (`s3://bucket/key`). */
+  where: string;
+  readRange: (start: number, endInclusive: number) => Promise<RangeRead>;
+  readWhole: () => Promise<{ body: Readable; sizeBytes?: number | undefined }>;
+}): Promise<OpenedRecording> {
+  const { file, key, where } = options;
+  const { sizeBytes, durationSeconds } = await probeOggRecording(where, options.readRange);
+  assertReportedSize(file, sizeBytes, where);
+  const whole = await options.readWhole();
+  return {
+    fileName: baseNameOf(key),
+    sizeBytes: whole.sizeBytes ?? sizeBytes,
+    durationSeconds,
+    source: where,
+    body: whole.body,
+    close: closerOf(whole.body),
+  };
+}
+
 /** Refuses a stored object whose length is not what the egress reported (when it reported one). */
 export function assertReportedSize(file: ReportedFile, sizeBytes: number, where: string): void {
   const reported = file.sizeBytes;

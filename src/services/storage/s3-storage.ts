@@ -16,11 +16,8 @@ import type { Readable } from 'node:stream';
 import { GetObjectCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { S3Upload } from '@livekit/protocol';
 import {
-  assertReportedSize,
-  baseNameOf,
-  closerOf,
   objectKeyOf,
-  probeOggRecording,
+  openStoredRecording,
   readSmall,
   storageErrorFor,
   totalFromContentRange,
@@ -112,26 +109,24 @@ export class S3RecordingStorage implements RecordingStorage {
         throw storageErrorFor(statusOf(error), where, messageOf(error));
       }
     };
-    const { sizeBytes, durationSeconds } = await probeOggRecording(where, async (start, end) => {
-      const part = await get(`bytes=${start}-${end}`);
-      etag ??= part.ETag;
-      const bytes = await readSmall(part.Body as Readable, end - start + 1);
-      return {
-        bytes,
-        totalBytes: totalFromContentRange(part.ContentRange) ?? part.ContentLength ?? bytes.length,
-      };
+    return openStoredRecording({
+      file,
+      key,
+      where,
+      readRange: async (start, end) => {
+        const part = await get(`bytes=${start}-${end}`);
+        etag ??= part.ETag;
+        const bytes = await readSmall(part.Body as Readable, end - start + 1);
+        return {
+          bytes,
+          totalBytes: totalFromContentRange(part.ContentRange) ?? part.ContentLength ?? bytes.length,
+        };
+      },
+      readWhole: async () => {
+        const whole = await get(undefined);
+        return { body: whole.Body as Readable, sizeBytes: whole.ContentLength };
+      },
     });
-    assertReportedSize(file, sizeBytes, where);
-    const whole = await get(undefined);
-    const body = whole.Body as Readable;
-    return {
-      fileName: baseNameOf(key),
-      sizeBytes: whole.ContentLength ?? sizeBytes,
-      durationSeconds,
-      source: where,
-      body,
-      close: closerOf(body),
-    };
   }
 
   close(): Promise<void> {
