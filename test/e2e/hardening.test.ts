@@ -390,3 +390,18 @@ describe('webhooks take effect once, for the room instance they are about', () =
     ]);
   });
 });
+
+describe('lifecycle', () => {
+  it('two drains at once both return when the delivering call is done, not at their timeout', async () => {
+    h = await startCallsyncHarness();
+    const callId = await createCall(h, 'room-drain');
+    await h.recordingStarted('room-drain');
+    h.crm.injectFaults('call-data', [{ delayMs: 1_000 }]);
+    await h.api('POST', `/v1/calls/${callId}/end`, {});
+    await h.crm.waitForRequests('call-data', 1);
+    // Far longer than the test may run: only the delivery can end these drains.
+    const DRAIN_TIMEOUT_MS = 3_600_000;
+    await Promise.all([h.app.supervisor.drain(DRAIN_TIMEOUT_MS), h.app.supervisor.drain(DRAIN_TIMEOUT_MS)]);
+    expect((await h.api('GET', `/v1/calls/${callId}`)).body).toMatchObject({ state: 'done' });
+  });
+});
