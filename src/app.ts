@@ -100,7 +100,10 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     failedCallsWaiting: () => supervisor.failedCallsWaiting(),
   });
   const recorder = createMetricsRecorder(metrics);
-  const store = withStoreMetrics(createCallStore(config.store.url), recorder);
+  const store = withStoreMetrics(
+    createCallStore(config.store.url, { timeoutMs: config.store.timeoutMs }),
+    recorder,
+  );
   const crm: CrmClient = createCrmClient({
     baseUrl: config.crm.baseUrl,
     apiKey: config.crm.apiKey,
@@ -142,7 +145,10 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     api: supervisor,
     logger,
     ingestToken: config.http.ingestToken,
-    readiness: [{ name: 'storage', check: storageProbe(storage) }],
+    readiness: [
+      { name: 'store', check: () => Promise.resolve(supervisor.storeStatus()) },
+      { name: 'storage', check: storageProbe(storage) },
+    ],
     connectionLimits: options.connectionLimits,
   });
 

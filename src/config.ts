@@ -94,13 +94,15 @@ const envSchema = z.object({
   CALLSYNC_DRAIN_TIMEOUT_SECONDS: positiveSeconds.default(20),
   /** Egress filepath template, relative to the egress's storage (the shared recordings volume). */
   CALLSYNC_RECORDING_FILEPATH: z.string().trim().min(1).default('callsync/{room_name}-{time}.ogg'),
+  /** PostgreSQL: deadline for each connection attempt and query before the store counts as unavailable. */
+  CALLSYNC_STORE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
 });
 
 export interface Config {
   liveKit: { url: string; apiKey: string; apiSecret: string };
   crm: { baseUrl: string; apiKey: string | undefined };
   http: { host: string; port: number; ingestToken: string | undefined };
-  store: { url: string };
+  store: { url: string; timeoutMs: number };
   recordingsDir: string;
   /** Where the egress writes recordings and callsync reads them back. Holds secrets: never log it. */
   egressStorage: EgressStorageSettings;
@@ -132,7 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     liveKit: { url: e.LIVEKIT_URL, apiKey: e.LIVEKIT_API_KEY, apiSecret: e.LIVEKIT_API_SECRET },
     crm: { baseUrl: e.CRM_BASE_URL, apiKey: e.CRM_API_KEY },
     http: { host: e.CALLSYNC_HOST, port: e.CALLSYNC_PORT, ingestToken: e.CALLSYNC_INGEST_TOKEN },
-    store: { url: e.CALLSYNC_STORE },
+    store: { url: e.CALLSYNC_STORE, timeoutMs: e.CALLSYNC_STORE_TIMEOUT_MS },
     recordingsDir: e.CALLSYNC_RECORDINGS_DIR,
     recordingFilepath: e.CALLSYNC_RECORDING_FILEPATH,
     uploadTargetSeconds: e.CALLSYNC_UPLOAD_TARGET_SECONDS,

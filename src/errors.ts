@@ -90,6 +90,8 @@ export const API_ERROR_STATUS = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   DRAINING: 503,
   NOT_READY: 503,
+  /** The call store cannot take the write now; nothing was accepted, send again. */
+  STORE_UNAVAILABLE: 503,
 } as const satisfies Record<string, number>;
 
 export type ApiErrorCode = keyof typeof API_ERROR_STATUS;

@@ -6,13 +6,19 @@
  * so nothing here does per-call work that grows with the number of calls: routing is by hash
  * map (call id, room name, egress id), and the per-state gauge is kept incrementally.
  *
- * Durability policy:
- * - A call is written to the store before its actor starts; every transition writes the
- *   persisted snapshot (skipping repeats of the same snapshot object, never from `complete`,
- *   which also fires on stop) and journal entries for what the actor emitted.
- * - On start every call that was not final is restored from its snapshot; the machines re-arm
- *   their timers from absolute times and re-run the effect that was in flight, which is
- *   idempotent (egress id reused, CRM `Idempotency-Key`).
+ * Durability policy (the store's header says why):
+ * - A call is written to the store before its actor starts. Every external event (transcript,
+ *   lead, end, a webhook's effect, retry) is committed to the call's event log before the API
+ *   answers, and applied to the actor after the commit, in log order (`StoreWriter`).
+ * - A snapshot is written (group-committed, without transcript items) when a step changes or an
+ *   effect's result changes the context; a change that only applied a logged event is not
+ *   written again, the log has it. Each snapshot records the log position it has applied.
+ * - On start every call that was not final is restored from its snapshot, its transcript
+ *   rebuilt from the log, and the events after the snapshot's position applied again; the
+ *   machines re-arm their timers from absolute times and re-run the effect that was in flight,
+ *   which is idempotent (egress id reused, CRM `Idempotency-Key`).
+ * - When the store cannot take a write, the API answers `503 STORE_UNAVAILABLE` for events (the
+ *   client sends again) and the supervisor keeps its own writes queued until the store is back.
  * - A call's actor leaves memory when it reaches `done` or `failed`; a failed call is restored
  *   from the store when an operator re-drives it.
  *
@@ -29,13 +35,22 @@ import { callLogger, type Logger } from './logging/logger.ts';
 import type { CallLogic } from './machines/call.effects.ts';
 import type { CallEmitted, CallExternalEvent, CallStateName } from './machines/call.events.ts';
 import { CALL_MACHINE_VERSION } from './machines/call.machine.ts';
+import type { TranscriptItem } from './payload/call-data.ts';
 import type { CallContext, CallLimits, CallMachineInput } from './machines/call.types.ts';
 import type { TimeSource } from './machines/timer.actor.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
 import { egressOutcomeOf } from './services/call-effects.ts';
 import type { LiveKitWebhook } from './services/livekit-webhook.ts';
-import type { CallRow, CallStore, StoredJournalEntry } from './store/call-store.ts';
+import {
+  StoreUnavailableError,
+  type CallRow,
+  type CallStore,
+  type StoredEvent,
+  type StoredJournalEntry,
+} from './store/call-store.ts';
 import { CALL_STATE_NAMES, callStateOf, callStatusOf } from './supervisor/call-state.ts';
+import { StoreWriter } from './supervisor/store-writer.ts';
+import { mergeTranscript } from './machines/call.machine.ts';
 import { ApiError, CallsyncError, toErrorInfo } from './errors.ts';
 
 /**
@@ -67,13 +82,27 @@ interface LiveCall {
   enteredStateAt: number;
   egressId: string | null;
   lastSnapshot: CallSnapshot | undefined;
+  /** The state value of the last written snapshot, as JSON (is a change a step?). */
+  lastValue: string;
+  /** The last event-log position applied to the actor. */
+  appliedSeq: number;
+  /** True while a logged event is being applied: its context change needs no snapshot write. */
+  applying: boolean;
+  /** Accepted, not yet committed: counted against the per-call limits. */
+  pending: { items: number; chars: number; leads: Set<string> };
+}
+
+/** What one event-log entry holds: the actor's event, and the webhook's id when it came from one. */
+interface LoggedEvent {
+  event: CallExternalEvent;
+  webhookId?: string;
 }
 
 export interface SupervisorEventMap {
   /** A call reached `done` or `failed`. */
   'call:finished': [{ callId: string; outcome: 'delivered' | 'partial' | 'failed' }];
-  /** The store refused a write; the call goes on, but a crash now would resume from an older step. */
-  'store:error': [{ callId: string; error: unknown }];
+  /** The store became unavailable (writes are kept and retried) or available again. */
+  'store:availability': [{ available: boolean; error: unknown }];
 }
 
 export interface WebhookVerifier {
@@ -98,6 +127,13 @@ export function newCallId(callerNumber: string, nowMs: number): string {
   const day = new Date(nowMs).toISOString().slice(0, 10).replaceAll('-', '');
   const digits = callerNumber.replace(/\D/g, '').slice(-8) || 'unknown';
   return `CALL-${day}-${digits}-${randomBytes(3).toString('hex')}`;
+}
+
+function callDataSent(callId: string): ApiError {
+  return new ApiError(
+    'CALL_DATA_SENT',
+    `call ${callId} has built its call data; later transcript items and leads cannot reach the CRM`,
+  );
 }
 
 function contextOf(snapshot: unknown): CallContext | undefined {
@@ -134,7 +170,9 @@ export class Supervisor implements CallApi {
   /** Calls that ended and are being delivered: what a drain waits for. */
   readonly #delivering = new Set<string>();
   readonly #stateCounts = new Map<CallStateName, number>(CALL_STATE_NAMES.map((state) => [state, 0]));
-  readonly #pendingWrites = new Set<Promise<void>>();
+  readonly #writer: StoreWriter;
+  /** The last answer of the failed-calls count, kept for scrapes while the store is away. */
+  #failedWaiting = 0;
   #ready = false;
   readonly #seenWebhooks = new Set<string>();
   #draining: Promise<void> | undefined;
@@ -145,6 +183,15 @@ export class Supervisor implements CallApi {
 
   constructor(deps: SupervisorDeps) {
     this.#deps = deps;
+    this.#writer = new StoreWriter({
+      store: deps.store,
+      logger: deps.logger,
+      time: deps.time,
+      onAvailability: (available, error) => {
+        deps.metrics.storeAvailability({ available });
+        this.events.emit('store:availability', { available, error });
+      },
+    });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -172,7 +219,13 @@ export class Supervisor implements CallApi {
         continue;
       }
       try {
-        this.#attach(row.callId, row.roomName, this.#restoreActor(row), row.snapshot);
+        const events = await store.getEvents(row.callId);
+        const call = this.#attach(row, this.#restoreActor(row, events));
+        for (const { seq, event } of events) {
+          const logged = event as LoggedEvent;
+          if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
+          if (seq > row.appliedSeq) this.#apply(call, seq, logged.event);
+        }
         restored += 1;
       } catch (error) {
         skipped += 1;
@@ -229,7 +282,7 @@ export class Supervisor implements CallApi {
           call.actor.stop();
         });
       }
-      await Promise.allSettled([...this.#pendingWrites]);
+      await step('write what is queued', () => this.#writer.close());
       await step('close the store', () => this.#deps.store.close());
       if (failures.length > 0) throw failures[0];
     })();
@@ -238,6 +291,13 @@ export class Supervisor implements CallApi {
 
   isReady(): boolean {
     return this.#ready;
+  }
+
+  /** Whether the store takes writes now; `/readyz` reports it. */
+  storeStatus(): { ok: true } | { ok: false; message: string } {
+    if (this.#writer.available) return { ok: true };
+    const error = this.#writer.lastError;
+    return { ok: false, message: error instanceof Error ? error.message : 'the call store is unavailable' };
   }
 
   isAccepting(): boolean {
@@ -262,8 +322,15 @@ export class Supervisor implements CallApi {
   }
 
   /** Failed calls waiting for an operator's retry (read at scrape time). */
-  failedCallsWaiting(): Promise<number> {
-    return this.#ready ? this.#deps.store.countCalls('failed') : Promise.resolve(0);
+  async failedCallsWaiting(): Promise<number> {
+    if (!this.#ready) return 0;
+    // While the store is away a scrape gets the last count, not an error (metrics matter most then).
+    try {
+      this.#failedWaiting = await this.#store((store) => store.countCalls('failed'));
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+    }
+    return this.#failedWaiting;
   }
 
   get liveCallCount(): number {
@@ -282,9 +349,9 @@ export class Supervisor implements CallApi {
     const now = this.#deps.time.now();
     const callId = body.callId ?? newCallId(body.callerNumber, now);
     if (body.callId !== undefined) {
-      const taken = await this.#deps.store.getCall(body.callId);
+      const taken = await this.#store((store) => store.getCall(callId));
       if (taken && taken.roomName !== body.roomName) {
-        throw new ApiError('CALL_ID_TAKEN', `callId ${body.callId} belongs to another room`, {
+        throw new ApiError('CALL_ID_TAKEN', `callId ${callId} belongs to another room`, {
           field: 'callId',
         });
       }
@@ -305,18 +372,34 @@ export class Supervisor implements CallApi {
     };
     const actor = createActor(this.#deps.logic, { input, id: callId });
     const snapshot = actor.getPersistedSnapshot();
-    const { created, call } = await this.#deps.store.createCall({
-      callId,
-      roomName: body.roomName,
-      machineVersion: MACHINE_VERSION,
-      state: 'recording',
-      snapshot,
-      createdAt: new Date(now).toISOString(),
-    });
+    const create = () =>
+      this.#store((store) =>
+        store.createCall({
+          callId,
+          roomName: body.roomName,
+          machineVersion: MACHINE_VERSION,
+          state: 'recording',
+          snapshot,
+          createdAt: new Date(now).toISOString(),
+        }),
+      );
+    let { created, call } = await create();
+    // The room's previous call has finished here, and its final snapshot is still queued: once
+    // it is committed the room is free.
+    const queuedStatus = created ? undefined : this.#writer.pendingSnapshot(call.callId)?.status;
+    if (queuedStatus !== undefined && queuedStatus !== 'active' && !this.#live.has(call.callId)) {
+      await this.#writer.flush();
+      ({ created, call } = await create());
+    }
     // The store keeps one live call per room, so of two concurrent requests only one creates.
     if (!created) return { created: false, callId: call.callId, state: call.state };
+    // Another request for the room may have attached it meanwhile (the store answered late).
+    const attached = this.#byRoom.get(body.roomName);
+    if (attached !== undefined && attached !== callId) {
+      return { created: false, callId: attached, state: this.#live.get(attached)?.state ?? call.state };
+    }
 
-    this.#attach(callId, body.roomName, actor, snapshot);
+    this.#attach(call, actor);
     this.#deps.metrics.callStarted({ direction: input.call.direction });
     return { created: true, callId, state: this.#live.get(callId)?.state ?? 'recording' };
   }
@@ -326,13 +409,11 @@ export class Supervisor implements CallApi {
     const { transcript } = call.actor.getSnapshot().context;
     const known = new Set(transcript.map((item) => item.id));
     const fresh = new Map(body.items.filter((item) => !known.has(item.id)).map((item) => [item.id, item]));
-    const added = fresh.size;
-    const chars = (items: Iterable<{ content: string }>) => {
-      let total = 0;
-      for (const item of items) total += item.content.length;
-      return total;
-    };
-    const totalChars = chars(transcript) + chars(fresh.values());
+    let freshChars = 0;
+    for (const item of fresh.values()) freshChars += item.content.length;
+    let heldChars = call.pending.chars;
+    for (const item of transcript) heldChars += item.content.length;
+    const totalChars = heldChars + freshChars;
     if (totalChars > CALL_TRANSCRIPT_MAX_CHARS) {
       throw new ApiError(
         'CALL_LIMIT_REACHED',
@@ -340,20 +421,33 @@ export class Supervisor implements CallApi {
         { field: 'items', limit: CALL_TRANSCRIPT_MAX_CHARS },
       );
     }
-    if (transcript.length + added > CALL_TRANSCRIPT_MAX_ITEMS) {
+    const totalItems = transcript.length + call.pending.items + fresh.size;
+    if (totalItems > CALL_TRANSCRIPT_MAX_ITEMS) {
       throw new ApiError(
         'CALL_LIMIT_REACHED',
-        `items: call ${callId} would hold ${transcript.length + added} transcript items, over ${CALL_TRANSCRIPT_MAX_ITEMS}`,
+        `items: call ${callId} would hold ${totalItems} transcript items, over ${CALL_TRANSCRIPT_MAX_ITEMS}`,
         { field: 'items', limit: CALL_TRANSCRIPT_MAX_ITEMS },
       );
     }
-    this.#send(call, { type: 'call.transcript', items: body.items, at: this.#deps.time.now() });
+    call.pending.items += fresh.size;
+    call.pending.chars += freshChars;
+    try {
+      await this.#accept(
+        call,
+        { event: { type: 'call.transcript', items: body.items, at: this.#deps.time.now() } },
+        'collecting',
+      );
+    } finally {
+      call.pending.items -= fresh.size;
+      call.pending.chars -= freshChars;
+    }
   }
 
   async linkLead(callId: string, body: LeadBody): Promise<void> {
     const call = await this.#collectingCall(callId);
     const { leads } = call.actor.getSnapshot().context;
-    if (!leads.some((lead) => lead.leadId === body.leadId) && leads.length >= CALL_MAX_LEADS) {
+    const linked = new Set([...leads.map((lead) => lead.leadId), ...call.pending.leads]);
+    if (!linked.has(body.leadId) && linked.size >= CALL_MAX_LEADS) {
       throw new ApiError(
         'CALL_LIMIT_REACHED',
         `leadId: call ${callId} already links ${CALL_MAX_LEADS} leads`,
@@ -363,12 +457,19 @@ export class Supervisor implements CallApi {
         },
       );
     }
-    this.#send(call, {
-      type: 'call.lead',
-      leadId: body.leadId,
-      data: body.data ?? {},
-      at: this.#deps.time.now(),
-    });
+    const fresh = !linked.has(body.leadId);
+    if (fresh) call.pending.leads.add(body.leadId);
+    try {
+      await this.#accept(
+        call,
+        {
+          event: { type: 'call.lead', leadId: body.leadId, data: body.data ?? {}, at: this.#deps.time.now() },
+        },
+        'collecting',
+      );
+    } finally {
+      if (fresh) call.pending.leads.delete(body.leadId);
+    }
   }
 
   async endCall(callId: string, body: EndCallBody): Promise<void> {
@@ -380,12 +481,14 @@ export class Supervisor implements CallApi {
         field: 'endedAt',
       });
     }
-    this.#send(call, {
-      type: 'call.end',
-      endedAt: new Date(body.endedAt === undefined ? at : Date.parse(body.endedAt)).toISOString(),
-      status: body.status ?? 'completed',
-      reason: body.reason,
-      at,
+    await this.#accept(call, {
+      event: {
+        type: 'call.end',
+        endedAt: new Date(body.endedAt === undefined ? at : Date.parse(body.endedAt)).toISOString(),
+        status: body.status ?? 'completed',
+        reason: body.reason,
+        at,
+      },
     });
   }
 
@@ -395,7 +498,7 @@ export class Supervisor implements CallApi {
     if (live) {
       throw new ApiError('CALL_NOT_RETRYABLE', `call ${callId} is ${live.state}, not failed`);
     }
-    const row = await this.#deps.store.getCall(callId);
+    const row = await this.#store((store) => store.getCall(callId));
     if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
     if (row.status !== 'failed')
       throw new ApiError('CALL_NOT_RETRYABLE', `call ${callId} is ${row.state}, not failed`);
@@ -405,28 +508,67 @@ export class Supervisor implements CallApi {
         `call ${callId} was stored by machine version ${row.machineVersion}`,
       );
     }
-    if (this.#byRoom.has(row.roomName)) {
-      throw new ApiError('CALL_NOT_RETRYABLE', `room ${row.roomName} has another live call`);
-    }
-    const call = this.#attach(row.callId, row.roomName, this.#restoreActor(row), row.snapshot);
-    this.#deps.metrics.callRedriven();
-    this.#send(call, { type: 'call.retry', at: this.#deps.time.now() });
+    const events = await this.#store((store) => store.getEvents(callId));
+    const retry: LoggedEvent = { event: { type: 'call.retry', at: this.#deps.time.now() } };
+    // Attached when the retry is committed, so a store that is away leaves the call as it was.
+    const refused = await this.#writer
+      .append(callId, retry, (seq) => {
+        if (this.#live.has(callId))
+          return new ApiError('CALL_NOT_RETRYABLE', `call ${callId} is being retried`);
+        if (this.#byRoom.has(row.roomName)) {
+          return new ApiError('CALL_NOT_RETRYABLE', `room ${row.roomName} has another live call`);
+        }
+        const call = this.#attach(row, this.#restoreActor(row, events));
+        for (const logged of events)
+          if (logged.seq > row.appliedSeq) this.#apply(call, logged.seq, (logged.event as LoggedEvent).event);
+        this.#deps.metrics.callRedriven();
+        this.#apply(call, seq, retry.event);
+        return undefined;
+      })
+      .catch((error: unknown) => this.#storeFailed(error));
+    if (refused) throw refused;
   }
 
   async getCall(callId: string): Promise<unknown> {
-    const row = await this.#deps.store.getCall(callId);
-    if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
+    const storedRow = await this.#store((store) => store.getCall(callId));
+    if (!storedRow) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
+    const row = this.#withPendingSnapshot(storedRow);
     const live = this.#live.get(callId);
     const snapshot = live ? live.actor.getPersistedSnapshot() : row.snapshot;
-    const journal = await this.#deps.store.getJournal(callId);
+    const stored = await this.#store((store) => store.getJournal(callId));
+    // Entries still queued follow the stored ones, numbered on (they will get these numbers).
+    const last = stored.at(-1)?.seq ?? 0;
+    const queued = this.#writer
+      .pendingJournal(callId)
+      .map((entry, index) => ({ ...entry, seq: last + index + 1 }));
+    const journal = [...stored, ...queued];
     const view = this.#viewOf(row, snapshot, live);
     const history = deliveryHistoryOf(journal);
     return { ...view, attempts: history.attempts, lastError: history.lastError ?? view.lastError, journal };
   }
 
   async listCalls(query: { state?: string | undefined; limit?: number | undefined }): Promise<unknown[]> {
-    const rows = await this.#deps.store.listCalls(query);
-    return rows.map((row) => this.#viewOf(row, row.snapshot, undefined));
+    const rows = await this.#store((store) => store.listCalls(query));
+    return rows.map((row) => {
+      const current = this.#withPendingSnapshot(row);
+      return this.#viewOf(current, current.snapshot, undefined);
+    });
+  }
+
+  /** The row as it will be once the queued snapshot is committed: reads see their own writes. */
+  #withPendingSnapshot(row: CallRow): CallRow {
+    const pending = this.#writer.pendingSnapshot(row.callId);
+    if (!pending) return row;
+    return {
+      ...row,
+      state: pending.state,
+      status: pending.status,
+      snapshot: pending.snapshot,
+      appliedSeq: pending.appliedSeq,
+      transcriptItems: pending.transcriptItems,
+      egressId: pending.egressId ?? row.egressId,
+      updatedAt: pending.updatedAt,
+    };
   }
 
   async handleWebhook(rawBody: string, authorization: string | undefined): Promise<void> {
@@ -438,28 +580,33 @@ export class Supervisor implements CallApi {
       if (error instanceof CallsyncError) throw new ApiError('WEBHOOK_UNAUTHORIZED', error.message);
       throw error;
     }
-    // At most once: LiveKit (and proxies) may deliver an event again with the same id.
-    const repeated = this.#seenWebhooks.has(webhook.id);
-    this.#rememberWebhook(webhook.id);
+    // At most once: LiveKit (and proxies) may deliver an event again with the same id. The id is
+    // remembered once the event is committed (a 503 must let LiveKit's resend through).
+    const repeated = webhook.id !== '' && this.#seenWebhooks.has(webhook.id);
     const call = repeated ? undefined : this.#callForWebhook(webhook);
-    this.#deps.metrics.webhookReceived({ event: webhook.event, result: call ? 'accepted' : 'ignored' });
-    if (!call) return;
+    const event = call ? this.#eventOfWebhook(webhook) : undefined;
+    this.#deps.metrics.webhookReceived({ event: webhook.event, result: event ? 'accepted' : 'ignored' });
+    if (!call || !event) return;
+    await this.#accept(call, { event, ...(webhook.id === '' ? {} : { webhookId: webhook.id }) });
+  }
+
+  #eventOfWebhook(webhook: LiveKitWebhook): CallExternalEvent | undefined {
     const at = this.#deps.time.now();
-    if (webhook.event === 'room_finished') {
-      this.#send(call, { type: 'livekit.room_finished', at });
-    } else if (
+    if (webhook.event === 'room_finished') return { type: 'livekit.room_finished', at };
+    if (
       webhook.egress &&
       (webhook.event === 'egress_ended' ||
         webhook.event === 'egress_updated' ||
         webhook.event === 'egress_started')
     ) {
-      this.#send(call, {
+      return {
         type: webhook.event === 'egress_ended' ? 'livekit.egress_ended' : 'livekit.egress_updated',
         egressId: webhook.egress.egressId,
         outcome: egressOutcomeOf(webhook.egress),
         at,
-      });
+      };
     }
+    return undefined;
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -469,18 +616,32 @@ export class Supervisor implements CallApi {
   // ---------------------------------------------------------------------------------------
   // Actors
 
-  #restoreActor(row: CallRow): CallActor {
+  /**
+   * The actor of a stored call: its snapshot, with the transcript rebuilt from the logged
+   * batches the snapshot had applied (the later events are applied after `#attach`).
+   */
+  #restoreActor(row: CallRow, events: readonly StoredEvent[]): CallActor {
+    const stored = row.snapshot as Snapshot<unknown> & { context: CallContext };
+    let transcript: TranscriptItem[] = stored.context.transcript;
+    for (const { seq, event } of events) {
+      const logged = (event as LoggedEvent).event;
+      if (seq <= row.appliedSeq && logged.type === 'call.transcript') {
+        transcript = mergeTranscript(transcript, logged.items);
+      }
+    }
     // XState's types still ask for `input` when restoring a snapshot (statelyai/xstate#4915).
     return createActor(this.#deps.logic, {
-      snapshot: row.snapshot as Snapshot<unknown>,
+      snapshot: { ...stored, context: { ...stored.context, transcript } } as unknown as Snapshot<unknown>,
       input: undefined,
       id: row.callId,
     });
   }
 
-  #attach(callId: string, roomName: string, actor: CallActor, snapshot: unknown): LiveCall {
+  #attach(row: Pick<CallRow, 'callId' | 'roomName' | 'snapshot' | 'appliedSeq'>, actor: CallActor): LiveCall {
+    const { callId, roomName, snapshot } = row;
     const context = contextOf(snapshot);
-    const state = callStateOf((snapshot as { value?: never }).value ?? 'recording');
+    const value = (snapshot as { value?: never }).value ?? 'recording';
+    const state = callStateOf(value);
     const call: LiveCall = {
       callId,
       roomName,
@@ -490,6 +651,10 @@ export class Supervisor implements CallApi {
       enteredStateAt: this.#deps.time.now(),
       egressId: context?.egress.id ?? null,
       lastSnapshot: undefined,
+      lastValue: JSON.stringify(value),
+      appliedSeq: row.appliedSeq,
+      applying: false,
+      pending: { items: 0, chars: 0, leads: new Set() },
     };
     this.#live.set(callId, call);
     this.#byRoom.set(roomName, callId);
@@ -528,6 +693,9 @@ export class Supervisor implements CallApi {
     if (snapshot === call.lastSnapshot || snapshot.status === 'stopped') return;
     call.lastSnapshot = snapshot;
     const state = callStateOf(snapshot.value);
+    const value = JSON.stringify(snapshot.value);
+    const stepChanged = value !== call.lastValue;
+    call.lastValue = value;
     if (state !== call.state) {
       const now = this.#deps.time.now();
       const previousSeconds = (now - call.enteredStateAt) / 1000;
@@ -553,16 +721,21 @@ export class Supervisor implements CallApi {
       this.#delivering.add(call.callId);
     else this.#delivering.delete(call.callId);
 
-    this.#write(call.callId, () =>
-      this.#deps.store.saveSnapshot(call.callId, {
+    // Applying a logged event that changed no step: the log already holds the change.
+    if (stepChanged || !call.applying) {
+      const persisted = call.actor.getPersistedSnapshot() as Snapshot<unknown> & { context: CallContext };
+      this.#writer.saveSnapshot(call.callId, {
         state,
         status: callStatusOf(state),
-        snapshot: call.actor.getPersistedSnapshot(),
+        // Transcript items live in the event log; the snapshot stays small however long the call.
+        snapshot: { ...persisted, context: { ...persisted.context, transcript: [] } },
+        appliedSeq: call.appliedSeq,
+        transcriptItems: snapshot.context.transcript.length,
         machineVersion: MACHINE_VERSION,
         egressId: snapshot.context.egress.id,
         updatedAt: new Date(this.#deps.time.now()).toISOString(),
-      }),
-    );
+      });
+    }
 
     // A failed call waits in the store for an operator; it holds no memory meanwhile.
     if (state === 'failed') queueMicrotask(() => this.#dropFailed(call));
@@ -664,25 +837,57 @@ export class Supervisor implements CallApi {
     this.#journal(call, type.replace(/^(call|upload)\./, ''), detail);
   }
 
-  #send(call: LiveCall, event: CallExternalEvent): void {
-    call.actor.send(event);
+  /**
+   * Commits the event to the call's log, then applies it (in log order) and resolves; the API
+   * answers after that. `collecting`: the event only counts while the call still collects
+   * (transcript, leads); otherwise it is answered `409 CALL_DATA_SENT`.
+   */
+  async #accept(call: LiveCall, logged: LoggedEvent, only?: 'collecting'): Promise<void> {
+    const refused = await this.#writer
+      .append(call.callId, logged, (seq) => {
+        if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
+        if (this.#live.get(call.callId) !== call) {
+          return new ApiError('CALL_ALREADY_ENDED', `call ${call.callId} takes no more events`);
+        }
+        if (only === 'collecting' && !call.actor.getSnapshot().hasTag('collecting')) {
+          call.appliedSeq = seq;
+          return callDataSent(call.callId);
+        }
+        this.#apply(call, seq, logged.event);
+        return undefined;
+      })
+      .catch((error: unknown) => this.#storeFailed(error));
+    if (refused) throw refused;
+  }
+
+  /** Applies a logged event to the live actor; its snapshot then records `seq` as applied. */
+  #apply(call: LiveCall, seq: number, event: CallExternalEvent): void {
+    call.appliedSeq = seq;
+    call.applying = true;
+    try {
+      call.actor.send(event);
+    } finally {
+      call.applying = false;
+    }
+  }
+
+  /** A direct store call (create, reads); an unavailable store is noted for `/readyz` and the probe. */
+  async #store<T>(run: (store: CallStore) => Promise<T>): Promise<T> {
+    try {
+      return await run(this.#deps.store);
+    } catch (error) {
+      return this.#storeFailed(error);
+    }
+  }
+
+  #storeFailed(error: unknown): never {
+    if (error instanceof StoreUnavailableError) this.#writer.noteUnavailable(error);
+    throw error;
   }
 
   #journal(call: LiveCall, kind: string, detail: Record<string, unknown>): void {
     const at = new Date(this.#deps.time.now()).toISOString();
-    this.#write(call.callId, () =>
-      this.#deps.store.appendJournal(call.callId, { at, kind, state: call.state, detail }),
-    );
-  }
-
-  /** Starts a store write without blocking the actor; failures are logged, never thrown into it. */
-  #write(callId: string, write: () => Promise<void>): void {
-    const pending = write().catch((error: unknown) => {
-      this.#deps.logger.error({ callId, err: error }, 'store write failed');
-      this.events.emit('store:error', { callId, error });
-    });
-    this.#pendingWrites.add(pending);
-    void pending.finally(() => this.#pendingWrites.delete(pending));
+    this.#writer.appendJournal(call.callId, { at, kind, state: call.state, detail });
   }
 
   #dropFailed(call: LiveCall): void {
@@ -743,20 +948,17 @@ export class Supervisor implements CallApi {
     this.#assertReady();
     const call = this.#live.get(callId);
     if (call?.actor.getSnapshot().hasTag('collecting')) return call;
-    if (call === undefined && !(await this.#deps.store.getCall(callId))) {
+    if (call === undefined && !(await this.#store((store) => store.getCall(callId)))) {
       throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
     }
-    throw new ApiError(
-      'CALL_DATA_SENT',
-      `call ${callId} has built its call data; later transcript items and leads cannot reach the CRM`,
-    );
+    throw callDataSent(callId);
   }
 
   async #liveCall(callId: string): Promise<LiveCall> {
     this.#assertReady();
     const call = this.#live.get(callId);
     if (call) return call;
-    const row = await this.#deps.store.getCall(callId);
+    const row = await this.#store((store) => store.getCall(callId));
     if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
     throw new ApiError('CALL_ALREADY_ENDED', `call ${callId} is ${row.state}; it takes no more events`);
   }
@@ -787,7 +989,7 @@ export class Supervisor implements CallApi {
       recordingAcknowledgedAt: iso(context?.recordingAcknowledgedAt),
       callDataAcknowledgedAt: iso(context?.callDataAcknowledgedAt),
       outcome: (live?.state ?? row.state) === 'failed' ? 'failed' : (context?.outcome ?? null),
-      transcriptItems: context?.transcript.length ?? 0,
+      transcriptItems: live ? (context?.transcript.length ?? 0) : row.transcriptItems,
       leads: context?.leads.map((lead) => lead.leadId) ?? [],
       delivery: context?.delivery ?? null,
       attempts: context?.delivery?.failures ?? 0,

@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { ApiError, CallsyncError } from '../errors.ts';
+import { API_ERROR_STATUS, ApiError, CallsyncError } from '../errors.ts';
 import {
   createCallBody,
   describeIssue,
@@ -158,7 +158,12 @@ export function buildHttpServer(options: HttpServerOptions) {
 
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof CallsyncError) {
-      const status = error instanceof ApiError ? error.httpStatus : 500;
+      const status =
+        error instanceof ApiError
+          ? error.httpStatus
+          : error.code === 'STORE_UNAVAILABLE'
+            ? API_ERROR_STATUS.STORE_UNAVAILABLE
+            : 500;
       if (status >= 500) request.log.error({ err: error }, 'request failed');
       return sendError(reply, status, error.code, error.message, error.details);
     }

@@ -177,7 +177,7 @@ function endOf(context: CallContext, event: EndTrigger): CallEnd {
 }
 
 /** Transcript items deduplicated by id (first wins), in timestamp order, arrival order for ties. */
-function mergeTranscript(existing: readonly TranscriptItem[], incoming: readonly TranscriptItem[]) {
+export function mergeTranscript(existing: readonly TranscriptItem[], incoming: readonly TranscriptItem[]) {
   const seen = new Set(existing.map((item) => item.id));
   const added: TranscriptItem[] = [];
   for (const item of incoming) {

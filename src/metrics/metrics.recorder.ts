@@ -95,6 +95,8 @@ export interface MetricsRecorder {
   callRedriven: () => void;
   /** One write to the call store finished (`ok: false` when it threw). */
   storeWrite: (event: { operation: StoreOperation; durationSeconds: number; ok: boolean }) => void;
+  /** The call store stopped (`false`) or resumed (`true`) taking writes. */
+  storeAvailability: (event: { available: boolean }) => void;
   /** A LiveKit webhook arrived; `event` is LiveKit's event name (`unknown` when unreadable). */
   webhookReceived: (event: { event: string; result: WebhookResult }) => void;
 }
@@ -157,6 +159,9 @@ export function createMetricsRecorder(metrics: Metrics): MetricsRecorder {
       const seconds = duration(durationSeconds);
       if (seconds !== undefined) metrics.storeWriteDuration.observe(label, seconds);
       if (!ok) metrics.storeWriteErrors.inc(label);
+    },
+    storeAvailability({ available }) {
+      metrics.storeAvailable.set(available ? 1 : 0);
     },
     webhookReceived({ event, result }) {
       metrics.webhooks.inc({

@@ -2,8 +2,8 @@
  * Times the call store's writes (`callsync_store_write_duration_seconds{operation}`) without the
  * store knowing about metrics: the supervisor wraps whatever store it opened.
  *
- * Only writes are timed: they sit on every transition's path (a snapshot and a journal entry
- * per step), so a slow disk or a distant PostgreSQL shows up here before it shows up as late
+ * Only writes are timed: they sit on every accepted event's path (the API answers after the
+ * commit), so a slow disk or a distant PostgreSQL shows up here before it shows up as late
  * deliveries. Reads happen at start-up and on operator requests. Every other member passes
  * through unchanged, so the wrapper keeps working when the store interface grows.
  */
@@ -13,8 +13,7 @@ import type { MetricsRecorder } from './metrics.recorder.ts';
 
 const TIMED_WRITES: Readonly<Record<string, StoreOperation>> = {
   createCall: 'create_call',
-  saveSnapshot: 'save_snapshot',
-  appendJournal: 'append_journal',
+  commit: 'commit',
 };
 
 /** A monotonic clock in milliseconds (`performance.now` by default). */

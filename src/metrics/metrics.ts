@@ -72,7 +72,8 @@ export const EGRESS_SETTLEMENT_STATUSES = [
   'timed_out',
   'not_started',
 ] as const;
-export const STORE_OPERATIONS = ['create_call', 'save_snapshot', 'append_journal'] as const;
+/** `commit`: one group commit (events, snapshots and journal entries of every call in a tick). */
+export const STORE_OPERATIONS = ['create_call', 'commit'] as const;
 export const CALL_DIRECTIONS = ['inbound', 'outbound'] as const;
 /** `restored`: resumed at start-up; `skipped`: left in the store (e.g. an unknown machine version). */
 export const RESTORE_RESULTS = ['restored', 'skipped'] as const;
@@ -227,6 +228,11 @@ export function createMetrics(options: MetricsOptions) {
       labelNames: ['operation'] as const,
       registers,
     }),
+    storeAvailable: new Gauge({
+      name: 'callsync_store_available',
+      help: '1 while the call store takes writes; 0 while it does not (the API answers 503 STORE_UNAVAILABLE)',
+      registers,
+    }),
     callsRestored: new Counter({
       name: 'callsync_calls_restored_total',
       help: 'Unfinished calls found in the store at start-up, by result (restored or skipped)',
@@ -274,6 +280,7 @@ export function createMetrics(options: MetricsOptions) {
   for (const direction of CALL_DIRECTIONS) metrics.callsStarted.inc({ direction }, 0);
   for (const result of RESTORE_RESULTS) metrics.callsRestored.inc({ result }, 0);
   for (const operation of STORE_OPERATIONS) metrics.storeWriteErrors.inc({ operation }, 0);
+  metrics.storeAvailable.set(1);
   for (const reason of MISSING_RECORDING_REASONS) metrics.recordingsMissing.inc({ reason }, 0);
   metrics.callRedrives.inc(0);
   metrics.deliveryTarget.set(target);

@@ -1,16 +1,31 @@
 /**
- * Where calls live between processes: each call's persisted actor snapshot (so a restart
- * resumes it) and an append-only journal of its transitions (the audit trail from call start
- * to CRM acknowledgement).
+ * Where calls live between processes. Per call: its row (the persisted actor snapshot and the
+ * log position it has applied), its event log (every accepted external event, in order), and its
+ * journal (the audit trail from call start to CRM acknowledgement).
+ *
+ * Durability policy: the event log is the boundary. An external event (a transcript batch, a
+ * lead, the end, a webhook's effect, an operator's retry) is committed to the log before the API
+ * answers 2xx; the actor applies it after the commit. A snapshot is written when the actor's
+ * step changes and records the last log position it has applied, so recovery is the snapshot
+ * plus the events after it. Transcript items live only in the log: the snapshot is stored
+ * without them and recovery rebuilds them, so a write costs the same at the 5,000th item as at
+ * the first.
+ *
+ * Writes go through `commit`, one transaction for everything the supervisor accepted in a tick
+ * (events, snapshots and journal entries of many calls): one fsync or round trip instead of one
+ * per write.
  *
  * Contract every implementation keeps:
  * - `createCall` is idempotent on the room name while a call for that room is not final: a
  *   repeated `POST /v1/calls` (the agent's reporter retries) gets the existing call. Once the
  *   call is final, the room name is free for a new call (LiveKit may reuse room names).
- * - Writes for one call are applied in the order they were made.
+ * - A commit is all or nothing; per call, event and journal sequence numbers follow commit
+ *   order and the batch's order, starting at 1.
  * - A snapshot is stored with the machine version that produced it; recovery only restores
  *   rows whose version the running code understands.
+ * - Store trouble (unreachable, timed out, locked, full) is thrown as `StoreUnavailableError`.
  */
+import { CallsyncError } from '../errors.ts';
 
 export type CallStatus = 'active' | 'done' | 'failed';
 
@@ -28,10 +43,14 @@ export interface CallRow {
   callId: string;
   roomName: string;
   machineVersion: string;
-  /** The machine's state value, flattened (`awaitingEgress`, `delivering.uploadingRecording`). */
+  /** The machine's state, as a card state name (`awaitingEgress`, `uploadingRecording`). */
   state: string;
   status: CallStatus;
+  /** The persisted actor snapshot, without transcript items (they are in the event log). */
   snapshot: unknown;
+  /** The last event-log position the snapshot has applied (0: none). */
+  appliedSeq: number;
+  transcriptItems: number;
   egressId: string | null;
   /** ISO-8601. */
   createdAt: string;
@@ -43,16 +62,24 @@ export interface SnapshotUpdate {
   state: string;
   status: CallStatus;
   snapshot: unknown;
+  appliedSeq: number;
+  transcriptItems: number;
   machineVersion: string;
   egressId: string | null;
   /** ISO-8601. */
   updatedAt: string;
 }
 
+export interface StoredEvent {
+  seq: number;
+  /** The external event as the supervisor accepted it (JSON). */
+  event: unknown;
+}
+
 export interface JournalEntry {
   /** ISO-8601. */
   at: string;
-  /** `transition`, `attempt_failed`, `delivered`, … */
+  /** `state_entered`, `attempt_failed`, `delivered`, … */
   kind: string;
   state: string;
   detail?: Record<string, unknown> | undefined;
@@ -62,6 +89,14 @@ export interface StoredJournalEntry extends JournalEntry {
   seq: number;
 }
 
+/** Everything one commit writes, in order. */
+export interface CommitBatch {
+  events: readonly { callId: string; event: unknown }[];
+  /** At most one per call: the latest. */
+  snapshots: readonly { callId: string; update: SnapshotUpdate }[];
+  journal: readonly { callId: string; entry: JournalEntry }[];
+}
+
 export interface ListCallsQuery {
   state?: string | undefined;
   status?: CallStatus | undefined;
@@ -69,12 +104,20 @@ export interface ListCallsQuery {
 }
 
 export interface CallStore {
-  /** Creates the schema if needed. Safe to call twice. */
+  /** Creates or migrates the schema. Safe to call twice. */
   open(): Promise<void>;
   /** Inserts the call, or returns the live call already recorded for the room. */
   createCall(call: NewCall): Promise<{ created: boolean; call: CallRow }>;
-  saveSnapshot(callId: string, update: SnapshotUpdate): Promise<void>;
-  appendJournal(callId: string, entry: JournalEntry): Promise<void>;
+  /**
+   * Writes the batch in one transaction; resolves with each event's sequence number (in the
+   * batch's order) once it is durable. Events for a call the store does not hold are refused
+   * (the whole batch fails).
+   */
+  commit(batch: CommitBatch): Promise<number[]>;
+  /** Resolves when the store can take a write now (the probe while it is unavailable). */
+  check(): Promise<void>;
+  /** A call's logged events after `afterSeq`, in order. */
+  getEvents(callId: string, afterSeq?: number): Promise<StoredEvent[]>;
   getCall(callId: string): Promise<CallRow | undefined>;
   getJournal(callId: string): Promise<StoredJournalEntry[]>;
   listCalls(query: ListCallsQuery): Promise<CallRow[]>;
@@ -84,4 +127,14 @@ export interface CallStore {
   listActive(): Promise<CallRow[]>;
   /** Safe to call twice. */
   close(): Promise<void>;
+}
+
+/**
+ * The store cannot take or answer a request now (down, not answering within its timeout, locked,
+ * disk full). Retryable: the API answers `503 STORE_UNAVAILABLE` and the client sends again.
+ */
+export class StoreUnavailableError extends CallsyncError {
+  constructor(message: string, cause?: unknown) {
+    super('STORE_UNAVAILABLE', message, { retryable: true, cause });
+  }
 }

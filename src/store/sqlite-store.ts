@@ -5,24 +5,29 @@
  * with every committed write; only an OS crash or power loss can drop the last transactions.
  * That is the failure a single-process supervisor must survive; a fleet uses PostgreSQL.
  *
- * better-sqlite3 is synchronous, so writes for one call are applied in call order by
- * construction, and a write has committed when the method returns.
+ * better-sqlite3 is synchronous, so a write has committed when the method returns, and it
+ * blocks the event loop while it waits: the busy timeout is short (another process holding the
+ * write lock, a backup or an operator's shell, is reported as `StoreUnavailableError` within
+ * `SQLITE_BUSY_TIMEOUT_MS`, and the supervisor retries the write later).
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type {
-  CallRow,
-  CallStatus,
-  CallStore,
-  JournalEntry,
-  ListCallsQuery,
-  NewCall,
-  SnapshotUpdate,
-  StoredJournalEntry,
+import {
+  StoreUnavailableError,
+  type CallRow,
+  type CallStatus,
+  type CallStore,
+  type CommitBatch,
+  type ListCallsQuery,
+  type NewCall,
+  type StoredEvent,
+  type StoredJournalEntry,
 } from './call-store.ts';
 
 const DEFAULT_LIST_LIMIT = 500;
+/** How long a write waits for another connection's lock before the store counts as unavailable. */
+export const SQLITE_BUSY_TIMEOUT_MS = 200;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS calls (
@@ -49,7 +54,25 @@ CREATE TABLE IF NOT EXISTS call_journal (
   detail  TEXT,
   PRIMARY KEY (call_id, seq)
 );
+CREATE TABLE IF NOT EXISTS call_events (
+  call_id TEXT NOT NULL REFERENCES calls (call_id),
+  seq     INTEGER NOT NULL,
+  event   TEXT NOT NULL,
+  PRIMARY KEY (call_id, seq)
+) WITHOUT ROWID;
 `;
+
+/** Columns added after the first release, with their backfill (existing stores are migrated). */
+const ADDED_COLUMNS: readonly { name: string; ddl: string; backfill?: string }[] = [
+  { name: 'event_seq', ddl: 'event_seq INTEGER NOT NULL DEFAULT 0' },
+  { name: 'applied_seq', ddl: 'applied_seq INTEGER NOT NULL DEFAULT 0' },
+  { name: 'transcript_items', ddl: 'transcript_items INTEGER NOT NULL DEFAULT 0' },
+  {
+    name: 'journal_seq',
+    ddl: 'journal_seq INTEGER NOT NULL DEFAULT 0',
+    backfill: `UPDATE calls SET journal_seq = (SELECT COALESCE(MAX(seq), 0) FROM call_journal j WHERE j.call_id = calls.call_id)`,
+  },
+];
 
 interface CallRowRecord {
   call_id: string;
@@ -58,6 +81,8 @@ interface CallRowRecord {
   state: string;
   status: CallStatus;
   snapshot: string;
+  applied_seq: number;
+  transcript_items: number;
   egress_id: string | null;
   created_at: string;
   updated_at: string;
@@ -71,10 +96,23 @@ function toCallRow(record: CallRowRecord): CallRow {
     state: record.state,
     status: record.status,
     snapshot: JSON.parse(record.snapshot) as unknown,
+    appliedSeq: record.applied_seq,
+    transcriptItems: record.transcript_items,
     egressId: record.egress_id,
     createdAt: record.created_at,
     updatedAt: record.updated_at,
   };
+}
+
+/** SQLite result codes that mean "the store cannot take this now", not "this write is wrong". */
+const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
+
+function storeError(error: unknown, doing: string): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && UNAVAILABLE_CODES.test(code)) {
+    return new StoreUnavailableError(`SQLite could not ${doing}: ${code}`, error);
+  }
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 export class SqliteCallStore implements CallStore {
@@ -91,11 +129,22 @@ export class SqliteCallStore implements CallStore {
     if (this.#db) return Promise.resolve();
     if (this.#path !== ':memory:') mkdirSync(dirname(this.#path), { recursive: true });
     const db = new Database(this.#path);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
-    db.exec(SCHEMA);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+      db.exec(SCHEMA);
+      const info = db.pragma('table_info(calls)') as { name: string }[];
+      const columns = new Set(info.map((column) => column.name));
+      for (const added of ADDED_COLUMNS.filter((column) => !columns.has(column.name))) {
+        db.exec(`ALTER TABLE calls ADD COLUMN ${added.ddl}`);
+        if (added.backfill) db.exec(added.backfill);
+      }
+    } catch (error) {
+      db.close();
+      throw storeError(error, 'open the store');
+    }
     this.#db = db;
     this.#statements = this.prepare(db);
     return Promise.resolve();
@@ -112,11 +161,21 @@ export class SqliteCallStore implements CallStore {
       ),
       byId: db.prepare<[string], CallRowRecord>(`SELECT * FROM calls WHERE call_id = ?`),
       update: db.prepare<[Record<string, unknown>]>(
-        `UPDATE calls SET state = @state, status = @status, snapshot = @snapshot, machine_version = @machineVersion,
+        `UPDATE calls SET state = @state, status = @status, snapshot = @snapshot, applied_seq = @appliedSeq,
+           transcript_items = @transcriptItems, machine_version = @machineVersion,
            egress_id = COALESCE(@egressId, egress_id), updated_at = @updatedAt WHERE call_id = @callId`,
       ),
-      nextSeq: db.prepare<[string], { seq: number }>(
-        `SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM call_journal WHERE call_id = ?`,
+      nextEventSeq: db.prepare<[string], { seq: number }>(
+        `UPDATE calls SET event_seq = event_seq + 1 WHERE call_id = ? RETURNING event_seq AS seq`,
+      ),
+      appendEvent: db.prepare<[string, number, string]>(
+        `INSERT INTO call_events (call_id, seq, event) VALUES (?, ?, ?)`,
+      ),
+      events: db.prepare<[string, number], { seq: number; event: string }>(
+        `SELECT seq, event FROM call_events WHERE call_id = ? AND seq > ? ORDER BY seq`,
+      ),
+      nextJournalSeq: db.prepare<[string], { seq: number }>(
+        `UPDATE calls SET journal_seq = journal_seq + 1 WHERE call_id = ? RETURNING journal_seq AS seq`,
       ),
       appendJournal: db.prepare<[Record<string, unknown>]>(
         `INSERT INTO call_journal (call_id, seq, at, kind, state, detail) VALUES (@callId, @seq, @at, @kind, @state, @detail)`,
@@ -137,6 +196,15 @@ export class SqliteCallStore implements CallStore {
     return { db: this.#db, statements: this.#statements };
   }
 
+  /** Runs `work`, turning SQLite's "cannot now" codes into `StoreUnavailableError`. */
+  #run<T>(doing: string, work: () => T): Promise<T> {
+    try {
+      return Promise.resolve(work());
+    } catch (error) {
+      return Promise.reject(storeError(error, doing));
+    }
+  }
+
   createCall(call: NewCall): Promise<{ created: boolean; call: CallRow }> {
     const { db, statements } = this.#require();
     const create = db.transaction(() => {
@@ -145,46 +213,73 @@ export class SqliteCallStore implements CallStore {
       statements.insert.run({ ...call, snapshot: JSON.stringify(call.snapshot) });
       return { created: true, call: toCallRow(statements.byId.get(call.callId)!) };
     });
-    return Promise.resolve(create.immediate());
+    return this.#run('create the call', () => create.immediate());
   }
 
-  saveSnapshot(callId: string, update: SnapshotUpdate): Promise<void> {
-    const { statements } = this.#require();
-    statements.update.run({ callId, ...update, snapshot: JSON.stringify(update.snapshot) });
-    return Promise.resolve();
-  }
-
-  appendJournal(callId: string, entry: JournalEntry): Promise<void> {
+  commit(batch: CommitBatch): Promise<number[]> {
     const { db, statements } = this.#require();
-    db.transaction(() => {
-      const { seq } = statements.nextSeq.get(callId)!;
-      statements.appendJournal.run({
-        callId,
-        seq,
-        at: entry.at,
-        kind: entry.kind,
-        state: entry.state,
-        detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
-      });
-    })();
-    return Promise.resolve();
+    const commit = db.transaction(() => {
+      const seqs: number[] = [];
+      for (const { callId, event } of batch.events) {
+        const next = statements.nextEventSeq.get(callId);
+        if (next === undefined) throw new Error(`event for call ${callId}, which the store does not hold`);
+        statements.appendEvent.run(callId, next.seq, JSON.stringify(event));
+        seqs.push(next.seq);
+      }
+      for (const { callId, update } of batch.snapshots) {
+        statements.update.run({ callId, ...update, snapshot: JSON.stringify(update.snapshot) });
+      }
+      for (const { callId, entry } of batch.journal) {
+        const next = statements.nextJournalSeq.get(callId);
+        if (next === undefined) continue; // a journal entry never fails the events it is committed with
+        statements.appendJournal.run({
+          callId,
+          seq: next.seq,
+          at: entry.at,
+          kind: entry.kind,
+          state: entry.state,
+          detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
+        });
+      }
+      return seqs;
+    });
+    return this.#run('commit', () => commit.immediate());
+  }
+
+  check(): Promise<void> {
+    const { db } = this.#require();
+    return this.#run('take the write lock', () => {
+      db.prepare('BEGIN IMMEDIATE').run();
+      db.prepare('ROLLBACK').run();
+    });
+  }
+
+  getEvents(callId: string, afterSeq = 0): Promise<StoredEvent[]> {
+    return this.#run('read the event log', () =>
+      this.#require()
+        .statements.events.all(callId, afterSeq)
+        .map((row) => ({ seq: row.seq, event: JSON.parse(row.event) as unknown })),
+    );
   }
 
   getCall(callId: string): Promise<CallRow | undefined> {
-    const record = this.#require().statements.byId.get(callId);
-    return Promise.resolve(record ? toCallRow(record) : undefined);
+    return this.#run('read the call', () => {
+      const record = this.#require().statements.byId.get(callId);
+      return record ? toCallRow(record) : undefined;
+    });
   }
 
   getJournal(callId: string): Promise<StoredJournalEntry[]> {
-    const rows = this.#require().statements.journal.all(callId);
-    return Promise.resolve(
-      rows.map((row) => ({
-        seq: row.seq,
-        at: row.at,
-        kind: row.kind,
-        state: row.state,
-        ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
-      })),
+    return this.#run('read the journal', () =>
+      this.#require()
+        .statements.journal.all(callId)
+        .map((row) => ({
+          seq: row.seq,
+          at: row.at,
+          kind: row.kind,
+          state: row.state,
+          ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
+        })),
     );
   }
 
@@ -202,7 +297,7 @@ export class SqliteCallStore implements CallStore {
     }
     const sql = `SELECT * FROM calls ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT ?`;
     params.push(query.limit ?? DEFAULT_LIST_LIMIT);
-    return Promise.resolve(
+    return this.#run('list calls', () =>
       db
         .prepare<unknown[], CallRowRecord>(sql)
         .all(...params)
@@ -211,11 +306,11 @@ export class SqliteCallStore implements CallStore {
   }
 
   countCalls(status: CallStatus): Promise<number> {
-    return Promise.resolve(this.#require().statements.count.get(status)!.count);
+    return this.#run('count calls', () => this.#require().statements.count.get(status)!.count);
   }
 
   listActive(): Promise<CallRow[]> {
-    return Promise.resolve(this.#require().statements.active.all().map(toCallRow));
+    return this.#run('list live calls', () => this.#require().statements.active.all().map(toCallRow));
   }
 
   close(): Promise<void> {

@@ -265,7 +265,10 @@ describe('in-process lifecycle', () => {
     const starting = a.start();
     expect(a.supervisor.isReady()).toBe(false); // what /readyz answers from, while start() runs
     await starting;
-    expect(await readyz(a)).toEqual({ status: 200, body: { status: 'ready', checks: { storage: 'ok' } } });
+    expect(await readyz(a)).toEqual({
+      status: 200,
+      body: { status: 'ready', checks: { store: 'ok', storage: 'ok' } },
+    });
   });
 
   it('drain and close are safe to call twice, concurrently or one after the other', async () => {

@@ -12,7 +12,7 @@
  * a request left hanging is a failure, not a slow pass) and `/readyz` answers 503; once the
  * store is back, without a restart, `/readyz` is 200 again, the client re-sends what got 503,
  * and every call reaches the CRM with everything that was answered 2xx, before and after. The
- * store errors are counted in `callsync_store_errors_total{operation}`.
+ * store errors are counted in `callsync_store_write_errors_total{operation}`.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -120,19 +120,19 @@ async function readyzBecomes(h: CallsyncHarness, status: number): Promise<void> 
   expect({ readyz: last.status, body: last.body }).toMatchObject({ readyz: status });
 }
 
-/** The sum of `callsync_store_errors_total` over its series (0 before any), each with `operation`. */
+/** The sum of `callsync_store_write_errors_total` over its series (0 before any), each with `operation`. */
 async function storeErrorsTotal(h: CallsyncHarness): Promise<{ declared: boolean; total: number }> {
   const answer = await request(`${h.url}/metrics`, { signal: AbortSignal.timeout(ANSWER_DEADLINE_MS) });
   expect(answer.statusCode).toBe(200);
   const text = await answer.body.text();
   let total = 0;
   for (const line of text.split('\n')) {
-    const sample = /^callsync_store_errors_total(\{[^}]*\})?\s+(\S+)/.exec(line);
+    const sample = /^callsync_store_write_errors_total(\{[^}]*\})?\s+(\S+)/.exec(line);
     if (!sample) continue;
     expect(sample[1] ?? '', line).toMatch(/operation="[^"]+"/);
     total += Number(sample[2]);
   }
-  return { declared: /^# TYPE callsync_store_errors_total counter$/m.test(text), total };
+  return { declared: /^# TYPE callsync_store_write_errors_total counter$/m.test(text), total };
 }
 
 interface TrackedCall {
@@ -250,7 +250,7 @@ async function outageScenario(h: CallsyncHarness, fault: StoreFault): Promise<vo
   await fault.off();
   await readyzBecomes(h, 200);
   const errorsAfter = await storeErrorsTotal(h);
-  expect(errorsAfter.declared, 'callsync_store_errors_total is a counter').toBe(true);
+  expect(errorsAfter.declared, 'callsync_store_write_errors_total is a counter').toBe(true);
   expect(errorsAfter.total).toBeGreaterThan(errorsBefore.total);
 
   const recreated = await ask(h, 'POST', '/v1/calls', createBody('room-d'));

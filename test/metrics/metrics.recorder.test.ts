@@ -9,7 +9,7 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
 import { createMetricsRecorder, type MetricsRecorder } from '../../src/metrics/metrics.recorder.ts';
 import { withStoreMetrics } from '../../src/metrics/metrics.store.ts';
 import type { CrmClientOptions } from '../../src/services/crm.client.ts';
-import type { CallStore, JournalEntry, NewCall } from '../../src/store/call-store.ts';
+import type { CallStore, CommitBatch, JournalEntry, NewCall } from '../../src/store/call-store.ts';
 import { seriesLabels, seriesValue } from './metrics-fixtures.ts';
 
 let registry: Registry;
@@ -184,21 +184,29 @@ describe('withStoreMetrics', () => {
     createdAt: '2026-01-01T00:00:00.000Z',
   };
   const entry: JournalEntry = { at: '2026-01-01T00:00:01.000Z', kind: 'transition', state: 'awaitingEgress' };
+  const batch: CommitBatch = { events: [], snapshots: [], journal: [{ callId: 'call-1', entry }] };
 
-  /** A store that remembers what it was asked, and fails journal writes when told to. */
+  /** A store that remembers what it was asked, and fails commits when told to. */
   class FakeStore implements Partial<CallStore> {
     calls: string[] = [];
-    failJournal = false;
+    failCommit = false;
     createCall(newCall: NewCall) {
       this.calls.push(`create ${newCall.callId}`);
       return Promise.resolve({
         created: true,
-        call: { ...newCall, status: 'active' as const, egressId: null, updatedAt: newCall.createdAt },
+        call: {
+          ...newCall,
+          status: 'active' as const,
+          egressId: null,
+          appliedSeq: 0,
+          transcriptItems: 0,
+          updatedAt: newCall.createdAt,
+        },
       });
     }
-    appendJournal(callId: string, journalEntry: JournalEntry) {
-      this.calls.push(`journal ${callId} ${journalEntry.kind}`);
-      return this.failJournal ? Promise.reject(new Error('disk full')) : Promise.resolve();
+    commit(committed: CommitBatch) {
+      this.calls.push(`commit ${committed.journal.map((j) => `${j.callId} ${j.entry.kind}`).join(',')}`);
+      return this.failCommit ? Promise.reject(new Error('disk full')) : Promise.resolve([]);
     }
     getCall(callId: string) {
       this.calls.push(`get ${callId}`);
@@ -211,17 +219,17 @@ describe('withStoreMetrics', () => {
     let nowMs = 1_000;
     const store = withStoreMetrics(fake as unknown as CallStore, recorder, () => (nowMs += 4));
     const created = await store.createCall(call);
-    await store.appendJournal('call-1', entry);
+    await store.commit(batch);
     expect(await store.getCall('call-1')).toBeUndefined();
 
     expect(created.created).toBe(true);
-    expect(fake.calls).toEqual(['create call-1', 'journal call-1 transition', 'get call-1']);
+    expect(fake.calls).toEqual(['create call-1', 'commit call-1 transition', 'get call-1']);
     expect(
       await seriesValue(registry, 'callsync_store_write_duration_seconds_sum', { operation: 'create_call' }),
     ).toBe(0.004);
     expect(
       await seriesValue(registry, 'callsync_store_write_duration_seconds_count', {
-        operation: 'append_journal',
+        operation: 'commit',
       }),
     ).toBe(1);
     expect(await seriesLabels(registry, 'callsync_store_write_duration_seconds_count')).toHaveLength(2);
@@ -229,12 +237,10 @@ describe('withStoreMetrics', () => {
 
   it('counts a failed write and rethrows its error', async () => {
     const fake = new FakeStore();
-    fake.failJournal = true;
+    fake.failCommit = true;
     const store = withStoreMetrics(fake as unknown as CallStore, recorder);
-    await expect(store.appendJournal('call-1', entry)).rejects.toThrow('disk full');
-    expect(
-      await seriesValue(registry, 'callsync_store_write_errors_total', { operation: 'append_journal' }),
-    ).toBe(1);
+    await expect(store.commit(batch)).rejects.toThrow('disk full');
+    expect(await seriesValue(registry, 'callsync_store_write_errors_total', { operation: 'commit' })).toBe(1);
     expect(
       await seriesValue(registry, 'callsync_store_write_errors_total', { operation: 'create_call' }),
     ).toBe(0);

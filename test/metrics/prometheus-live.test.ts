@@ -57,7 +57,7 @@ function simulateCalls(recorder: MetricsRecorder) {
   recorder.callFinished({ outcome: 'delivered', deliverySeconds: 12 });
   recorder.callFinished({ outcome: 'partial', deliverySeconds: 41 });
   recorder.callFinished({ outcome: 'failed' });
-  for (const operation of ['create_call', 'save_snapshot', 'append_journal'] as const) {
+  for (const operation of ['create_call', 'commit'] as const) {
     recorder.storeWrite({ operation, durationSeconds: 0.002, ok: true });
   }
 }
