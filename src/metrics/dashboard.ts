@@ -468,9 +468,10 @@ export function buildDashboard(): Dashboard {
         },
         {
           type: 'timeseries',
-          title: 'Store writes (p99) and errors',
+          title: 'Store commits (p99), errors and availability',
           description:
-            'Every transition writes a snapshot and a journal entry before the call moves on; slow writes delay every call.',
+            'Every accepted event is committed (one group commit per tick) before the API answers; slow commits delay every answer. ' +
+            'Availability 0: the API answers 503 STORE_UNAVAILABLE.',
           queries: [
             {
               expr: `histogram_quantile(0.99, sum by (le, operation) (rate(callsync_store_write_duration_seconds_bucket{${job}}[$__rate_interval])))`,
@@ -479,6 +480,10 @@ export function buildDashboard(): Dashboard {
             {
               expr: `sum by (operation) (rate(callsync_store_write_errors_total{${job}}[$__rate_interval]))`,
               legend: '{{operation}} errors/s',
+            },
+            {
+              expr: `min(callsync_store_available{${job}})`,
+              legend: 'store available (1/0)',
             },
           ],
           unit: 's',

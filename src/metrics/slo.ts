@@ -286,6 +286,21 @@ export function buildRuleGroups(overrides: Partial<DeliverySloOptions> = {}): Ru
       },
     },
     {
+      // The API answers 503 STORE_UNAVAILABLE meanwhile: agents and LiveKit retry, nothing accepted
+      // is lost, but new calls and events wait. A minute rides out a failover or a restart.
+      alert: 'CallsyncStoreUnavailable',
+      expr: `max by (job, instance) (callsync_store_available) == 0`,
+      for: '1m',
+      labels: { severity: 'page' },
+      annotations: {
+        summary: 'callsync cannot write to its call store',
+        description:
+          '{{ $labels.instance }} (job {{ $labels.job }}) has not been able to write to CALLSYNC_STORE for over a minute: ' +
+          'the API answers 503 STORE_UNAVAILABLE and /readyz 503. Its own writes are kept and retried; ' +
+          'check the database (reachable, answering, disk space, locks) and callsync_store_write_errors_total.',
+      },
+    },
+    {
       alert: 'CallsyncDown',
       expr: [`up{job="${o.job}"} == 0`, `or`, `absent(up{job="${o.job}"})`].join('\n'),
       for: '2m',
