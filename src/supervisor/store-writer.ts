@@ -122,7 +122,7 @@ export class StoreWriter {
 
   /** A store call made elsewhere (create, reads) found the store unavailable: probe until it is back. */
   noteUnavailable(error: unknown): void {
-    if (this.available && this.#running === undefined && !this.#scheduled) this.#failed(error);
+    if (this.available) this.#failed(error);
   }
 
   /** Resolves when everything queued so far has been tried once (committed or kept for a retry). */
@@ -156,7 +156,8 @@ export class StoreWriter {
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      void this.#run();
+      // A flush or a retry may have taken the queue meanwhile.
+      if (this.#running === undefined && this.#retryTimer === undefined && this.#hasWork()) void this.#run();
     });
   }
 
@@ -299,9 +300,11 @@ export class StoreWriter {
     }
     if (this.#closed) return;
     const delay = STORE_RETRY_DELAYS_MS[Math.min(this.#failures, STORE_RETRY_DELAYS_MS.length) - 1] ?? 2_000;
+    if (this.#retryTimer !== undefined) this.#deps.time.clearTimeout(this.#retryTimer);
     this.#retryTimer = this.#deps.time.setTimeout(() => {
       this.#retryTimer = undefined;
-      void this.#run();
+      // A commit in flight decides for itself (and schedules what is left).
+      if (this.#running === undefined) void this.#run();
     }, delay);
   }
 }
