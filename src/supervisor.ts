@@ -22,6 +22,10 @@
  * - A call's actor leaves memory when it reaches `done` or `failed`; a failed call is restored
  *   from the store when an operator re-drives it.
  *
+ * Beside it: what operators see of a call (logs, metrics, journal) is `supervisor/call-observer.ts`,
+ * the read model of `GET /v1/calls` is `supervisor/call-view.ts`, and the API it offers the HTTP
+ * layer is `supervisor/call-api.ts`.
+ *
  * Lifecycle: `start()` opens the store and recovers; `drain(timeoutMs)` refuses new calls and
  * lets calls that already ended finish delivering, up to the timeout; `close()` stops every
  * actor (their last snapshot is already stored) and closes the store. Both are safe twice.
@@ -29,11 +33,9 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { createActor, type Actor, type Snapshot } from 'xstate';
-import type { CallApi } from './http/server.ts';
-import type { CreateCallBody, EndCallBody, LeadBody, TranscriptBody } from './http/schemas.ts';
-import { callLogger, type Logger } from './logging/logger.ts';
+import type { Logger } from './logging/logger.ts';
 import type { CallLogic } from './machines/call.effects.ts';
-import type { CallEmitted, CallExternalEvent, CallStateName } from './machines/call.events.ts';
+import type { CallExternalEvent, CallStateName } from './machines/call.events.ts';
 import { CALL_MACHINE_VERSION } from './machines/call.machine.ts';
 import type { TranscriptItem } from './payload/call-data.ts';
 import type { CallContext, CallLimits, CallMachineInput } from './machines/call.types.ts';
@@ -41,17 +43,22 @@ import type { TimeSource } from './machines/timer.actor.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
 import { egressOutcomeOf } from './services/call-effects.ts';
 import type { LiveKitWebhook } from './services/livekit-webhook.ts';
-import {
-  StoreUnavailableError,
-  type CallRow,
-  type CallStore,
-  type StoredEvent,
-  type StoredJournalEntry,
-} from './store/call-store.ts';
-import { CALL_STATE_NAMES, callStateOf, callStatusOf } from './supervisor/call-state.ts';
+import { StoreUnavailableError, type CallRow, type CallStore, type StoredEvent } from './store/call-store.ts';
+import type {
+  CallApi,
+  CallListQuery,
+  CreateCallBody,
+  CreatedCall,
+  EndCallBody,
+  LeadBody,
+  TranscriptBody,
+} from './supervisor/call-api.ts';
+import { createCallObserver, type CallFinishedEvent, type CallObserver } from './supervisor/call-observer.ts';
+import { CALL_STATE_NAMES, callStateOf, callStatusOf, contextOf } from './supervisor/call-state.ts';
+import { callDetailViewOf, callViewOf, type CallDetailView, type CallView } from './supervisor/call-view.ts';
 import { StoreWriter } from './supervisor/store-writer.ts';
 import { mergeTranscript } from './machines/call.machine.ts';
-import { ApiError, CallsyncError, toErrorInfo } from './errors.ts';
+import { ApiError, CallsyncError } from './errors.ts';
 
 /**
  * Per call, so one call cannot hold unbounded memory nor build call data no CRM takes
@@ -100,7 +107,7 @@ interface LoggedEvent {
 
 export interface SupervisorEventMap {
   /** A call reached `done` or `failed`. */
-  'call:finished': [{ callId: string; outcome: 'delivered' | 'partial' | 'failed' }];
+  'call:finished': [CallFinishedEvent];
   /** The store became unavailable (writes are kept and retried) or available again. */
   'store:availability': [{ available: boolean; error: unknown }];
 }
@@ -136,31 +143,6 @@ function callDataSent(callId: string): ApiError {
   );
 }
 
-function contextOf(snapshot: unknown): CallContext | undefined {
-  const context = (snapshot as { context?: unknown } | null)?.context;
-  return typeof context === 'object' && context !== null ? (context as CallContext) : undefined;
-}
-
-/**
- * CRM attempts per step and the last error, from the journal: the machine's context only keeps
- * the step in progress, and an operator looking at a delivered call wants to see it was retried.
- */
-function deliveryHistoryOf(journal: readonly StoredJournalEntry[]) {
-  const attempts = { recording: 0, 'call-data': 0 };
-  let lastError: unknown = null;
-  for (const entry of journal) {
-    const step = entry.detail?.step;
-    if (step !== 'recording' && step !== 'call-data') continue;
-    if (entry.kind === 'attempt_failed') {
-      attempts[step] += 1;
-      lastError = entry.detail?.error ?? lastError;
-    } else if (entry.kind === 'succeeded') {
-      attempts[step] += 1;
-    }
-  }
-  return { attempts, lastError: lastError ?? null };
-}
-
 export class Supervisor implements CallApi {
   readonly events = new EventEmitter<SupervisorEventMap>();
   readonly #deps: SupervisorDeps;
@@ -171,6 +153,7 @@ export class Supervisor implements CallApi {
   readonly #delivering = new Set<string>();
   readonly #stateCounts = new Map<CallStateName, number>(CALL_STATE_NAMES.map((state) => [state, 0]));
   readonly #writer: StoreWriter;
+  readonly #observer: CallObserver;
   /** The last answer of the failed-calls count, kept for scrapes while the store is away. */
   #failedWaiting = 0;
   #ready = false;
@@ -191,6 +174,13 @@ export class Supervisor implements CallApi {
         deps.metrics.storeAvailability({ available });
         this.events.emit('store:availability', { available, error });
       },
+    });
+    this.#observer = createCallObserver({
+      logger: deps.logger,
+      metrics: deps.metrics,
+      time: deps.time,
+      journal: (callId, entry) => this.#writer.appendJournal(callId, entry),
+      finished: (event) => this.events.emit('call:finished', event),
     });
   }
 
@@ -340,7 +330,7 @@ export class Supervisor implements CallApi {
   // ---------------------------------------------------------------------------------------
   // HTTP API
 
-  async createCall(body: CreateCallBody): Promise<{ created: boolean; callId: string; state: string }> {
+  async createCall(body: CreateCallBody): Promise<CreatedCall> {
     this.#assertReady();
     const existingId = this.#byRoom.get(body.roomName);
     const existing = existingId === undefined ? undefined : this.#live.get(existingId);
@@ -529,12 +519,12 @@ export class Supervisor implements CallApi {
     if (refused) throw refused;
   }
 
-  async getCall(callId: string): Promise<unknown> {
+  async getCall(callId: string): Promise<CallDetailView> {
     const storedRow = await this.#store((store) => store.getCall(callId));
     if (!storedRow) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
     const row = this.#withPendingSnapshot(storedRow);
     const live = this.#live.get(callId);
-    const snapshot = live ? live.actor.getPersistedSnapshot() : row.snapshot;
+    const snapshot = live?.actor.getPersistedSnapshot();
     const stored = await this.#store((store) => store.getJournal(callId));
     // Entries still queued follow the stored ones, numbered on (they will get these numbers).
     const last = stored.at(-1)?.seq ?? 0;
@@ -542,17 +532,12 @@ export class Supervisor implements CallApi {
       .pendingJournal(callId)
       .map((entry, index) => ({ ...entry, seq: last + index + 1 }));
     const journal = [...stored, ...queued];
-    const view = this.#viewOf(row, snapshot, live);
-    const history = deliveryHistoryOf(journal);
-    return { ...view, attempts: history.attempts, lastError: history.lastError ?? view.lastError, journal };
+    return callDetailViewOf(row, journal, live && { state: live.state, snapshot });
   }
 
-  async listCalls(query: { state?: string | undefined; limit?: number | undefined }): Promise<unknown[]> {
+  async listCalls(query: CallListQuery): Promise<CallView[]> {
     const rows = await this.#store((store) => store.listCalls(query));
-    return rows.map((row) => {
-      const current = this.#withPendingSnapshot(row);
-      return this.#viewOf(current, current.snapshot, undefined);
-    });
+    return rows.map((row) => callViewOf(this.#withPendingSnapshot(row)));
   }
 
   /** The row as it will be once the queued snapshot is committed: reads see their own writes. */
@@ -646,7 +631,7 @@ export class Supervisor implements CallApi {
       callId,
       roomName,
       actor,
-      log: callLogger(this.#deps.logger, { callId, roomName, egressId: context?.egress.id ?? null }),
+      log: this.#observer.loggerOf({ callId, roomName, egressId: context?.egress.id ?? null }),
       state,
       enteredStateAt: this.#deps.time.now(),
       egressId: context?.egress.id ?? null,
@@ -662,29 +647,22 @@ export class Supervisor implements CallApi {
     this.#count(state, +1);
 
     actor.on('*', (emitted) => {
-      try {
-        this.#onEmitted(call, emitted);
-      } catch (error) {
-        // Observability must never break a call.
-        call.log.error({ err: error, event: emitted.type }, 'handling an emitted event failed');
+      if (emitted.type === 'call.egress_started') {
+        call.egressId = emitted.egressId;
+        this.#byEgress.set(emitted.egressId, callId);
       }
+      this.#observer.emitted(call, emitted, actor.getSnapshot().context);
     });
     actor.subscribe({
       next: (next) => this.#onSnapshot(call, next),
       error: (error) => {
         // A machine bug: keep the last stored snapshot, say so loudly, free the memory.
-        call.log.error({ err: error }, 'call actor crashed; its last stored step will resume on restart');
-        this.#journal(call, 'actor_error', { error: toErrorInfo(error) });
+        this.#observer.crashed(call, error);
         this.#forget(call);
       },
       complete: () => this.#forget(call),
     });
-    call.log.info(
-      { state },
-      context?.end === undefined || context.end === null
-        ? `call tracked in ${state}`
-        : `call resumed in ${state}`,
-    );
+    this.#observer.started(call, context);
     actor.start();
     return call;
   }
@@ -698,20 +676,7 @@ export class Supervisor implements CallApi {
     call.lastValue = value;
     if (state !== call.state) {
       const now = this.#deps.time.now();
-      const previousSeconds = (now - call.enteredStateAt) / 1000;
-      this.#deps.metrics.stateExited({ state: call.state, durationSeconds: previousSeconds });
-      const endedAtMs = snapshot.context.end?.endedAtMs;
-      // One line per transition: an operator can follow a call from start to CRM acknowledgement.
-      call.log.info(
-        {
-          from: call.state,
-          to: state,
-          inPreviousStateSeconds: previousSeconds,
-          sinceCallEndSeconds: endedAtMs === undefined ? null : (now - endedAtMs) / 1000,
-          ...(state === 'failed' ? { reason: snapshot.context.failure?.error ?? null } : {}),
-        },
-        `call ${call.state} → ${state}`,
-      );
+      this.#observer.transitioned(call, state, snapshot.context, now);
       this.#count(call.state, -1);
       this.#count(state, +1);
       call.state = state;
@@ -740,101 +705,6 @@ export class Supervisor implements CallApi {
     // A failed call waits in the store for an operator; it holds no memory meanwhile.
     if (state === 'failed') queueMicrotask(() => this.#dropFailed(call));
     if (this.#delivering.size === 0) this.#drained?.();
-  }
-
-  #onEmitted(call: LiveCall, event: CallEmitted): void {
-    const { metrics } = this.#deps;
-    switch (event.type) {
-      case 'call.state_entered':
-        // Logged with its timings in #onSnapshot; the journal keeps the machine's own record.
-        this.#journal(call, 'state_entered', { state: event.state });
-        return;
-      case 'call.egress_started':
-        call.egressId = event.egressId;
-        this.#byEgress.set(event.egressId, call.callId);
-        call.log = callLogger(this.#deps.logger, {
-          callId: call.callId,
-          roomName: call.roomName,
-          egressId: event.egressId,
-        });
-        call.log.info({ attempts: event.attempts }, 'egress started');
-        break;
-      case 'call.egress_start_failed':
-        call.log.warn({ error: event.error, nextAttemptAt: event.nextAttemptAt }, 'egress start failed');
-        break;
-      case 'call.ended':
-        call.log.info({ endedAt: event.endedAt, status: event.status, reason: event.reason }, 'call ended');
-        break;
-      case 'call.egress_stop_failed':
-        call.log.warn({ error: event.error }, 'egress stop failed; waiting for its final status anyway');
-        break;
-      case 'call.egress_final':
-        metrics.egressSettled({
-          source: event.via,
-          status: event.status,
-          waitSeconds: event.waitedMs === null ? null : event.waitedMs / 1000,
-        });
-        call.log.info({ status: event.status, via: event.via, waitedMs: event.waitedMs }, 'egress settled');
-        break;
-      case 'upload.attempt_failed':
-        if (event.nextAttemptAt !== null)
-          metrics.crmRetry({ endpoint: event.step === 'recording' ? 'upload' : 'call_data' });
-        call.log.warn(
-          {
-            step: event.step,
-            attempt: event.attempt,
-            error: event.error,
-            nextAttemptAt: event.nextAttemptAt,
-            lane: event.lane,
-          },
-          `${event.step} attempt ${event.attempt} failed`,
-        );
-        break;
-      case 'upload.succeeded':
-        call.log.info(
-          { step: event.step, attempts: event.attempts },
-          `${event.step} acknowledged by the CRM`,
-        );
-        if (event.step === 'recording') {
-          const recording = contextOf(call.actor.getSnapshot())?.recording;
-          if (recording) metrics.recordingUploaded({ sizeBytes: recording.sizeBytes });
-        }
-        break;
-      case 'upload.failed':
-        call.log.error(
-          { step: event.step, attempts: event.attempts, error: event.error },
-          `${event.step} failed`,
-        );
-        break;
-      case 'call.recording_missing':
-        metrics.recordingMissing({ reason: event.reason });
-        call.log.warn(
-          { reason: event.reason, error: event.error },
-          'posting the call data without a recording',
-        );
-        break;
-      case 'call.delivered':
-        metrics.callFinished({ outcome: event.outcome, deliverySeconds: event.deliveryMs / 1000 });
-        call.log.info(
-          { outcome: event.outcome, deliveryMs: event.deliveryMs, withinTarget: event.withinTarget },
-          `call ${event.outcome === 'delivered' ? 'delivered' : 'delivered without a recording'}`,
-        );
-        this.events.emit('call:finished', { callId: call.callId, outcome: event.outcome });
-        break;
-      case 'call.failed':
-        metrics.callFinished({ outcome: 'failed' });
-        call.log.error({ step: event.step, reason: event.reason, attempts: event.attempts }, 'call failed');
-        this.events.emit('call:finished', { callId: call.callId, outcome: 'failed' });
-        break;
-      case 'call.retried':
-        call.log.info({ step: event.step, retries: event.retries }, 'call re-driven');
-        break;
-      case 'call.fault':
-        call.log.error({ source: event.source, error: event.error }, 'call effect fault');
-        break;
-    }
-    const { type, callId: _callId, ...detail } = event;
-    this.#journal(call, type.replace(/^(call|upload)\./, ''), detail);
   }
 
   /**
@@ -883,11 +753,6 @@ export class Supervisor implements CallApi {
   #storeFailed(error: unknown): never {
     if (error instanceof StoreUnavailableError) this.#writer.noteUnavailable(error);
     throw error;
-  }
-
-  #journal(call: LiveCall, kind: string, detail: Record<string, unknown>): void {
-    const at = new Date(this.#deps.time.now()).toISOString();
-    this.#writer.appendJournal(call.callId, { at, kind, state: call.state, detail });
   }
 
   #dropFailed(call: LiveCall): void {
@@ -965,36 +830,5 @@ export class Supervisor implements CallApi {
 
   #assertReady(): void {
     if (!this.#ready) throw new ApiError('NOT_READY', 'callsync is starting or stopping; retry shortly');
-  }
-
-  #viewOf(row: CallRow, snapshot: unknown, live: LiveCall | undefined) {
-    const context = contextOf(snapshot);
-    const iso = (ms: number | null | undefined) =>
-      ms === null || ms === undefined ? null : new Date(ms).toISOString();
-    return {
-      callId: row.callId,
-      roomName: row.roomName,
-      state: live?.state ?? row.state,
-      status: row.status,
-      egressId: context?.egress.id ?? row.egressId,
-      createdAt: row.createdAt,
-      updatedAt: row.updatedAt,
-      callerNumber: context?.call.callerNumber ?? null,
-      direction: context?.call.direction ?? null,
-      startedAt: context?.call.startedAt ?? null,
-      endedAt: context?.end?.endedAt ?? null,
-      endReason: context?.end?.reason ?? null,
-      egress: context?.egress.settlement ?? null,
-      recording: context?.recording ?? null,
-      recordingAcknowledgedAt: iso(context?.recordingAcknowledgedAt),
-      callDataAcknowledgedAt: iso(context?.callDataAcknowledgedAt),
-      outcome: (live?.state ?? row.state) === 'failed' ? 'failed' : (context?.outcome ?? null),
-      transcriptItems: live ? (context?.transcript.length ?? 0) : row.transcriptItems,
-      leads: context?.leads.map((lead) => lead.leadId) ?? [],
-      delivery: context?.delivery ?? null,
-      attempts: context?.delivery?.failures ?? 0,
-      lastError: context?.failure?.error ?? context?.delivery?.lastError ?? context?.egress.lastError ?? null,
-      retries: context?.retries ?? 0,
-    };
   }
 }

@@ -20,7 +20,7 @@
  * agents that build their own reporter.
  */
 import { log, voice, type llm } from '@livekit/agents';
-import type { EndCallBody } from '../http/schemas.ts';
+import type { EndCallBody } from '../supervisor/call-api.ts';
 import { createLogger } from '../logging/logger.ts';
 import {
   callJobFromContext,

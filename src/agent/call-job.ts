@@ -17,7 +17,7 @@
  *   word: for a room it already knows it answers that call's id, and the reporter uses it.
  */
 import { ParticipantKind } from '@livekit/rtc-node';
-import type { CreateCallBody } from '../http/schemas.ts';
+import type { CreateCallBody } from '../supervisor/call-api.ts';
 import type { CallDirection } from '../payload/call-data.ts';
 import type { PersonaConfig } from '../payload/persona-config.ts';
 import { AGENT_ERROR_CODES, CallsyncAgentError } from './errors.ts';

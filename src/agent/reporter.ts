@@ -33,7 +33,7 @@
  * - The ingest token is sent as `Authorization: Bearer …` and appears in no log line or report.
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import type { CreateCallBody, EndCallBody, LeadBody, TranscriptBody } from '../http/schemas.ts';
+import type { CreateCallBody, EndCallBody, LeadBody, TranscriptBody } from '../supervisor/call-api.ts';
 import { createLogger } from '../logging/logger.ts';
 import { outcomeOfAnswer, outcomeOfTransportError, type AttemptOutcome } from './answer.ts';
 import { reporterRetryDelayMs } from './backoff.ts';

@@ -15,7 +15,7 @@
  *   `failed`, any other close (hang-up, job shutdown, the agent ending the call) `completed`.
  */
 import type { llm, voice } from '@livekit/agents';
-import type { EndCallBody, LeadBody } from '../http/schemas.ts';
+import type { EndCallBody, LeadBody } from '../supervisor/call-api.ts';
 import type { TranscriptItemReport } from './reporter.ts';
 
 export const DEFAULT_LEAD_TOOL_NAME = 'create_lead';

@@ -12,10 +12,20 @@
  * - timestamps: ISO-8601, at most `FUTURE_SKEW_MAX_MS` ahead of the server's clock.
  * Per-call totals (items, leads) and an end before the start are checked by the supervisor,
  * which knows the call.
+ *
+ * The body types are the supervisor's (`src/supervisor/call-api.ts`); each schema `satisfies`
+ * the type it produces, so the two cannot drift apart.
  */
 import { z } from 'zod';
 import { callDirection } from '../payload/call-data.ts';
 import { personaConfigSchema } from '../payload/persona-config.ts';
+import type {
+  CallListQuery,
+  CreateCallBody,
+  EndCallBody,
+  LeadBody,
+  TranscriptBody,
+} from '../supervisor/call-api.ts';
 import { CALL_STATE_NAMES } from '../supervisor/call-state.ts';
 
 export const LEAD_DATA_MAX_DEPTH = 32;
@@ -88,8 +98,7 @@ export const createCallBody = z.object({
   startedAt: isoTime.optional(),
   callId: id.regex(/^[A-Za-z0-9._:-]+$/, 'may hold only letters, digits and . _ : -').optional(),
   sessionId: id.optional(),
-});
-export type CreateCallBody = z.infer<typeof createCallBody>;
+}) satisfies z.ZodType<CreateCallBody>;
 
 export const transcriptBody = z.object({
   items: z
@@ -104,14 +113,12 @@ export const transcriptBody = z.object({
     )
     .min(1)
     .max(TRANSCRIPT_BATCH_MAX_ITEMS),
-});
-export type TranscriptBody = z.infer<typeof transcriptBody>;
+}) satisfies z.ZodType<TranscriptBody>;
 
 export const leadBody = z.object({
   leadId: id,
   data: leadData.optional(),
-});
-export type LeadBody = z.infer<typeof leadBody>;
+}) satisfies z.ZodType<LeadBody>;
 
 export const endCallBody = z
   .object({
@@ -119,8 +126,7 @@ export const endCallBody = z
     status: z.enum(['completed', 'failed', 'no-answer', 'busy']).optional(),
     reason: text.max(1000).optional(),
   })
-  .default({});
-export type EndCallBody = z.infer<typeof endCallBody>;
+  .default({}) satisfies z.ZodType<EndCallBody>;
 
 export const listCallsQuery = z.object({
   state: z
@@ -129,7 +135,7 @@ export const listCallsQuery = z.object({
     })
     .optional(),
   limit: z.coerce.number().int().min(1).max(5000).optional(),
-});
+}) satisfies z.ZodType<CallListQuery>;
 
 /** "items.2.timestamp: Invalid ISO datetime" — the first issue, with its field path. */
 export function describeIssue(error: z.ZodError): { field: string; message: string } {

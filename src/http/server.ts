@@ -18,6 +18,7 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { API_ERROR_STATUS, ApiError, CallsyncError } from '../errors.ts';
+import type { CallApi } from '../supervisor/call-api.ts';
 import {
   createCallBody,
   describeIssue,
@@ -25,10 +26,6 @@ import {
   leadBody,
   listCallsQuery,
   transcriptBody,
-  type CreateCallBody,
-  type EndCallBody,
-  type LeadBody,
-  type TranscriptBody,
 } from './schemas.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -44,23 +41,6 @@ export const HTTP_KEEP_ALIVE_TIMEOUT_MS = 65_000;
 export const HTTP_SOCKET_IDLE_TIMEOUT_MS = 70_000;
 export const HTTP_MAX_CONNECTIONS = 512;
 
-/** What the HTTP layer needs from the supervisor. */
-export interface CallApi {
-  /** True once the store is open and recovery has run. */
-  isReady(): boolean;
-  /** False while draining: new calls are refused. */
-  isAccepting(): boolean;
-  createCall(body: CreateCallBody): Promise<{ created: boolean; callId: string; state: string }>;
-  addTranscript(callId: string, body: TranscriptBody): Promise<void>;
-  linkLead(callId: string, body: LeadBody): Promise<void>;
-  endCall(callId: string, body: EndCallBody): Promise<void>;
-  retryCall(callId: string): Promise<void>;
-  getCall(callId: string): Promise<unknown>;
-  listCalls(query: { state?: string | undefined; limit?: number | undefined }): Promise<unknown[]>;
-  handleWebhook(rawBody: string, authorization: string | undefined): Promise<void>;
-  metrics(): Promise<{ contentType: string; body: string }>;
-}
-
 /** A dependency `/readyz` reports on (the recording storage): `ok`, or what is wrong. */
 export interface ReadinessCheck {
   name: string;
@@ -68,6 +48,7 @@ export interface ReadinessCheck {
 }
 
 export interface HttpServerOptions {
+  /** The supervisor (`src/supervisor.ts`), or a stand-in for it. */
   api: CallApi;
   logger: Logger;
   ingestToken?: string | undefined;

@@ -9,9 +9,12 @@
  * steps (`callEnded`, `egressSettled`, `preparingData`); those are folded into the card state
  * they belong to, so the store's `state` column, `GET /v1/calls?state=` and the
  * `callsync_calls_active{state}` gauge all speak the same small vocabulary.
+ *
+ * A snapshot read back from the store is untyped JSON: `contextOf` gives its machine context.
  */
 import type { StateValue } from 'xstate';
 import type { CallStateName } from '../machines/call.events.ts';
+import type { CallContext } from '../machines/call.types.ts';
 import type { CallStatus } from '../store/call-store.ts';
 
 const FOLDED: Readonly<Record<string, CallStateName>> = {
@@ -60,4 +63,10 @@ export function callStatusOf(state: CallStateName): CallStatus {
   if (state === 'done') return 'done';
   if (state === 'failed') return 'failed';
   return 'active';
+}
+
+/** The machine context of a snapshot (live or stored); `undefined` when it holds none. */
+export function contextOf(snapshot: unknown): CallContext | undefined {
+  const context = (snapshot as { context?: unknown } | null)?.context;
+  return typeof context === 'object' && context !== null ? (context as CallContext) : undefined;
 }

@@ -3,7 +3,7 @@
  * with their own ids per test, and a reporter tuned for tests (short backoff, captured logs).
  */
 import { randomUUID } from 'node:crypto';
-import type { CreateCallBody } from '../../src/http/schemas.ts';
+import type { CreateCallBody } from '../../src/supervisor/call-api.ts';
 import type { PersonaConfig } from '../../src/payload/persona-config.ts';
 import {
   createCallReporter,

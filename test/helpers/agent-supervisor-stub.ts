@@ -13,8 +13,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { ApiError } from '../../src/errors.ts';
-import { buildHttpServer, type CallApi, type HttpServer } from '../../src/http/server.ts';
-import type { CreateCallBody, EndCallBody, LeadBody, TranscriptBody } from '../../src/http/schemas.ts';
+import { buildHttpServer, type HttpServer } from '../../src/http/server.ts';
+import type {
+  CallApi,
+  CreateCallBody,
+  EndCallBody,
+  LeadBody,
+  TranscriptBody,
+} from '../../src/supervisor/call-api.ts';
+import type { CallDetailView, CallView } from '../../src/supervisor/call-view.ts';
 
 export type StubFault =
   /** Answer this status with a JSON error body (and `Retry-After` when given). */
@@ -146,8 +153,9 @@ export async function startAgentSupervisorStub(
       return Promise.resolve();
     },
     retryCall: () => Promise.reject(new ApiError('CALL_NOT_RETRYABLE', 'not in the stub')),
-    getCall: (callId) => Promise.resolve(knownCall(callId)),
-    listCalls: () => Promise.resolve([...calls.values()]),
+    // Type-only: the agent never reads a call back, so the stub answers what it keeps.
+    getCall: (callId) => Promise.resolve(knownCall(callId) as unknown as CallDetailView),
+    listCalls: () => Promise.resolve([...calls.values()] as unknown as CallView[]),
     handleWebhook: () => Promise.resolve(),
     metrics: () => Promise.resolve({ contentType: 'text/plain', body: '' }),
   };

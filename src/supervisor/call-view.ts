@@ -1,0 +1,141 @@
+/**
+ * The read model of the HTTP API: one call as `GET /v1/calls` lists it (`CallView`), and as
+ * `GET /v1/calls/{id}` answers it (`CallDetailView`: the same, with the CRM attempts per step and
+ * the call's journal). Pure functions build them from what the supervisor gathers: the store's
+ * row, the machine snapshot (the live actor's while the call is in memory) and the journal.
+ *
+ * What the call has not reached yet is `null`. The top-level times are ISO-8601; inside the
+ * machine's own records (`egress`, `delivery`) times stay epoch milliseconds, as the machine keeps them.
+ */
+import type { ErrorInfo } from '../errors.ts';
+import type {
+  CallOutcome,
+  DeliveryProgress,
+  DeliveryStep,
+  EgressSettlement,
+  EndReason,
+} from '../machines/call.types.ts';
+import type { CallDirection, DeliveredRecording } from '../payload/call-data.ts';
+import type { CallRow, CallStatus, StoredJournalEntry } from '../store/call-store.ts';
+import { contextOf } from './call-state.ts';
+
+export interface CallView {
+  callId: string;
+  roomName: string;
+  /** The card state (`callStateOf` in `call-state.ts`). */
+  state: string;
+  status: CallStatus;
+  egressId: string | null;
+  createdAt: string;
+  updatedAt: string;
+  callerNumber: string | null;
+  direction: CallDirection | null;
+  startedAt: string | null;
+  endedAt: string | null;
+  endReason: EndReason | null;
+  /** How the wait for the egress ended. */
+  egress: EgressSettlement | null;
+  recording: DeliveredRecording | null;
+  recordingAcknowledgedAt: string | null;
+  callDataAcknowledgedAt: string | null;
+  /** `failed` while the call is failed (a re-driven call has its outcome again once delivered). */
+  outcome: CallOutcome | 'failed' | null;
+  transcriptItems: number;
+  /** The ids of the linked leads. */
+  leads: string[];
+  /** The delivery step in progress, or the last one. */
+  delivery: DeliveryProgress | null;
+  /** Failed attempts of that step. */
+  attempts: number;
+  /** The call's failure, else the delivery step's last error, else the egress's. */
+  lastError: ErrorInfo | null;
+  /** How many times an operator re-drove the failed call. */
+  retries: number;
+}
+
+/** CRM attempts per step, failed and succeeded, over the call's whole life. */
+export type DeliveryAttempts = Record<DeliveryStep, number>;
+
+export interface CallDetailView extends Omit<CallView, 'attempts'> {
+  /** From the journal: the context only keeps the step in progress. */
+  attempts: DeliveryAttempts;
+  /** The last error of a CRM attempt in the journal, else the list view's. */
+  lastError: ErrorInfo | null;
+  journal: StoredJournalEntry[];
+}
+
+/** A call whose actor is in memory: its card state and persisted snapshot are ahead of the row's. */
+export interface LiveCallView {
+  state: string;
+  snapshot: unknown;
+}
+
+function isoOf(ms: number | null | undefined): string | null {
+  return ms === null || ms === undefined ? null : new Date(ms).toISOString();
+}
+
+/** The call as listed: from its row, or from its live actor when it has one. */
+export function callViewOf(row: CallRow, live?: LiveCallView): CallView {
+  const context = contextOf(live ? live.snapshot : row.snapshot);
+  const state = live?.state ?? row.state;
+  return {
+    callId: row.callId,
+    roomName: row.roomName,
+    state,
+    status: row.status,
+    egressId: context?.egress.id ?? row.egressId,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+    callerNumber: context?.call.callerNumber ?? null,
+    direction: context?.call.direction ?? null,
+    startedAt: context?.call.startedAt ?? null,
+    endedAt: context?.end?.endedAt ?? null,
+    endReason: context?.end?.reason ?? null,
+    egress: context?.egress.settlement ?? null,
+    recording: context?.recording ?? null,
+    recordingAcknowledgedAt: isoOf(context?.recordingAcknowledgedAt),
+    callDataAcknowledgedAt: isoOf(context?.callDataAcknowledgedAt),
+    outcome: state === 'failed' ? 'failed' : (context?.outcome ?? null),
+    // A stored snapshot holds no transcript items (they are in the event log): the row counts them.
+    transcriptItems: live ? (context?.transcript.length ?? 0) : row.transcriptItems,
+    leads: context?.leads.map((lead) => lead.leadId) ?? [],
+    delivery: context?.delivery ?? null,
+    attempts: context?.delivery?.failures ?? 0,
+    lastError: context?.failure?.error ?? context?.delivery?.lastError ?? context?.egress.lastError ?? null,
+    retries: context?.retries ?? 0,
+  };
+}
+
+/**
+ * CRM attempts per step and the last attempt's error, from the journal's `attempt_failed` and
+ * `succeeded` entries (their `detail` is the machine's emitted event).
+ */
+export function deliveryHistoryOf(journal: readonly StoredJournalEntry[]): {
+  attempts: DeliveryAttempts;
+  lastError: ErrorInfo | null;
+} {
+  const attempts: DeliveryAttempts = { recording: 0, 'call-data': 0 };
+  let lastError: ErrorInfo | null = null;
+  for (const entry of journal) {
+    const step = entry.detail?.step;
+    if (step !== 'recording' && step !== 'call-data') continue;
+    if (entry.kind === 'attempt_failed') {
+      attempts[step] += 1;
+      lastError = (entry.detail?.error as ErrorInfo | undefined) ?? lastError;
+    } else if (entry.kind === 'succeeded') {
+      attempts[step] += 1;
+    }
+  }
+  return { attempts, lastError };
+}
+
+/** The call as `GET /v1/calls/{id}` answers it: the list view, its delivery history and journal. */
+export function callDetailViewOf(
+  row: CallRow,
+  journal: StoredJournalEntry[],
+  live?: LiveCallView,
+): CallDetailView {
+  const view = callViewOf(row, live);
+  const history = deliveryHistoryOf(journal);
+  return { ...view, attempts: history.attempts, lastError: history.lastError ?? view.lastError, journal };
+}
