@@ -8,6 +8,8 @@
  * - text: no NUL and no lone UTF-16 surrogate in any string (PostgreSQL's jsonb cannot hold a
  *   NUL, and a lone surrogate is not UTF-8 at all), refused with the field named;
  * - lead `data`: nested at most `LEAD_DATA_MAX_DEPTH` levels, at most `LEAD_DATA_MAX_BYTES` as JSON;
+ * - the persona `config` (kept whole, unknown fields included): the same depth, at most
+ *   `CONFIG_MAX_BYTES` as JSON;
  * - transcript: at most `TRANSCRIPT_BATCH_MAX_ITEMS` items a batch, `TRANSCRIPT_ITEM_MAX_CHARS` a text;
  * - timestamps: ISO-8601, at most `FUTURE_SKEW_MAX_MS` ahead of the server's clock.
  * Per-call totals (items, leads) and an end before the start are checked by the supervisor,
@@ -30,6 +32,8 @@ import { CALL_STATE_NAMES } from '../supervisor/call-state.ts';
 
 export const LEAD_DATA_MAX_DEPTH = 32;
 export const LEAD_DATA_MAX_BYTES = 64 * 1024;
+/** A persona config with many campaigns and agents is a few KiB; 256 KiB leaves room for prompts. */
+export const CONFIG_MAX_BYTES = 256 * 1024;
 export const TRANSCRIPT_BATCH_MAX_ITEMS = 1000;
 export const TRANSCRIPT_ITEM_MAX_CHARS = 100_000;
 /** How far ahead of our clock a timestamp may be (agents' clocks drift; a year ahead is a bug). */
@@ -78,22 +82,28 @@ function jsonProblem(
   return null;
 }
 
-const leadData = z.record(z.string(), z.unknown()).superRefine((data, context) => {
-  const problem = jsonProblem(data, LEAD_DATA_MAX_DEPTH);
-  if (problem) {
-    context.addIssue({ code: 'custom', path: problem.path, message: problem.message });
-    return;
-  }
-  const bytes = Buffer.byteLength(JSON.stringify(data));
-  if (bytes > LEAD_DATA_MAX_BYTES) {
-    context.addIssue({ code: 'custom', message: `is ${bytes} bytes as JSON, over ${LEAD_DATA_MAX_BYTES}` });
-  }
-});
+/** Refuses a JSON value nested too deep, holding unstorable text, or too large, naming the path. */
+function boundedJson(maxBytes: number) {
+  return (value: unknown, context: z.RefinementCtx) => {
+    const problem = jsonProblem(value, LEAD_DATA_MAX_DEPTH);
+    if (problem) {
+      context.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+      return;
+    }
+    const bytes = Buffer.byteLength(JSON.stringify(value));
+    if (bytes > maxBytes) {
+      context.addIssue({ code: 'custom', message: `is ${bytes} bytes as JSON, over ${maxBytes}` });
+    }
+  };
+}
+
+const leadData = z.record(z.string(), z.unknown()).superRefine(boundedJson(LEAD_DATA_MAX_BYTES));
 
 export const createCallBody = z.object({
   roomName: id,
   callerNumber: text.max(64),
-  config: personaConfigSchema,
+  // Checked for depth before its shape, so a config nested 10,000 levels costs no stack.
+  config: z.unknown().superRefine(boundedJson(CONFIG_MAX_BYTES)).pipe(personaConfigSchema),
   direction: callDirection.optional(),
   startedAt: isoTime.optional(),
   callId: id.regex(/^[A-Za-z0-9._:-]+$/, 'may hold only letters, digits and . _ : -').optional(),
