@@ -10,10 +10,30 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { EgressStorageSettings, StorageSettings } from './services/storage/storage-settings.ts';
 
+/**
+ * What is wrong with the environment: every problem at once, one line each naming the variable
+ * and what it expects, so a person fixes them in one go. Never holds a secret's value.
+ */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly code = 'CONFIG_INVALID';
+  /** `VARIABLE what is wrong`, one per variable. */
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(
+      problems.length === 1
+        ? `invalid configuration: ${problems[0]}`
+        : [`invalid configuration (${problems.length} problems):`, ...problems.map((p) => `  ${p}`)].join(
+            '\n',
+          ),
+    );
+    this.problems = problems;
+  }
 }
+
+/** Problems found so far, by variable (the first problem of each). */
+type Problems = Map<string, string>;
 
 const httpUrl = (protocols: readonly string[]) =>
   z
@@ -30,7 +50,10 @@ const httpUrl = (protocols: readonly string[]) =>
       `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
     );
 
-const positiveSeconds = z.coerce.number().positive().finite();
+const positiveSeconds = z.coerce
+  .number({ error: 'must be a number of seconds' })
+  .positive('must be a positive number of seconds')
+  .finite('must be a positive number of seconds');
 const optionalSecret = z
   .string()
   .optional()
@@ -43,7 +66,8 @@ const storeUrl = z
     (value) =>
       value.startsWith('sqlite:') || value.startsWith('postgres://') || value.startsWith('postgresql://'),
     'must be sqlite:<path> or postgres://…',
-  );
+  )
+  .refine((value) => value !== 'sqlite:', 'sqlite: needs a path, e.g. sqlite:./data/callsync.db');
 
 const flag = z
   .string()
@@ -61,7 +85,12 @@ const envSchema = z.object({
   CRM_BASE_URL: httpUrl(['http:', 'https:']).transform((value) => value.replace(/\/+$/, '')),
   CRM_API_KEY: optionalSecret,
   CALLSYNC_HOST: z.string().trim().min(1).default('127.0.0.1'),
-  CALLSYNC_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  CALLSYNC_PORT: z.coerce
+    .number({ error: 'must be a port number (0 to 65535)' })
+    .int('must be a port number (0 to 65535)')
+    .min(0, 'must be a port number (0 to 65535)')
+    .max(65_535, 'must be a port number (0 to 65535)')
+    .default(8080),
   CALLSYNC_STORE: storeUrl.default('sqlite:./data/callsync.db'),
   CALLSYNC_RECORDINGS_DIR: z.string().trim().min(1).default('./recordings'),
   CALLSYNC_EGRESS_STORAGE: z
@@ -95,7 +124,11 @@ const envSchema = z.object({
   /** Egress filepath template, relative to the egress's storage (the shared recordings volume). */
   CALLSYNC_RECORDING_FILEPATH: z.string().trim().min(1).default('callsync/{room_name}-{time}.ogg'),
   /** PostgreSQL: deadline for each connection attempt and query before the store counts as unavailable. */
-  CALLSYNC_STORE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
+  CALLSYNC_STORE_TIMEOUT_MS: z.coerce
+    .number({ error: 'must be a whole number of milliseconds' })
+    .int('must be a whole number of milliseconds')
+    .positive('must be a positive number of milliseconds')
+    .default(5_000),
 });
 
 export interface Config {
@@ -114,23 +147,34 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
 }
 
-/** Parses the environment. Throws a `ConfigError` whose message is one line naming the variable. */
+/**
+ * Parses the environment. Throws a `ConfigError` listing every problem (each variable is parsed
+ * on its own, so one bad value does not hide the next).
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as shells and .env files produce them for "no value".
   const present = Object.fromEntries(
     Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
   );
-  const result = envSchema.safeParse(present);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const variable = String(issue.path[0] ?? 'environment');
-    const message =
-      issue.code === 'invalid_type' && present[variable] === undefined ? 'is required' : issue.message;
-    throw new ConfigError(`invalid configuration: ${variable} ${message}`);
+  const problems: Problems = new Map();
+  const values: Record<string, unknown> = {};
+  for (const [variable, schema] of Object.entries(envSchema.shape)) {
+    const result = (schema as z.ZodType).safeParse(present[variable]);
+    if (result.success) {
+      values[variable] = result.data;
+    } else {
+      const issue = result.error.issues[0];
+      const missing = present[variable] === undefined && issue?.code === 'invalid_type';
+      problems.set(variable, missing ? 'is required' : (issue?.message ?? 'is invalid'));
+    }
   }
-  const e = result.data;
+  const e = values as Env;
+  const storage = storageSettingsOf(e, problems);
+  if (problems.size > 0) {
+    throw new ConfigError([...problems].map(([variable, message]) => `${variable} ${message}`));
+  }
   return {
-    egressStorage: { storage: storageSettingsOf(e), sendToEgress: e.CALLSYNC_EGRESS_SEND_STORAGE },
+    egressStorage: { storage, sendToEgress: e.CALLSYNC_EGRESS_SEND_STORAGE },
     liveKit: { url: e.LIVEKIT_URL, apiKey: e.LIVEKIT_API_KEY, apiSecret: e.LIVEKIT_API_SECRET },
     crm: { baseUrl: e.CRM_BASE_URL, apiKey: e.CRM_API_KEY },
     http: { host: e.CALLSYNC_HOST, port: e.CALLSYNC_PORT, ingestToken: e.CALLSYNC_INGEST_TOKEN },
@@ -147,39 +191,42 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 type Env = z.infer<typeof envSchema>;
 
-function required<T>(value: T | undefined, variable: string, why: string): T {
-  if (value === undefined) throw new ConfigError(`invalid configuration: ${variable} is required ${why}`);
-  return value;
+/** The value, or a problem noted (unless the variable already has one) and a placeholder. */
+function required<T>(problems: Problems, value: T | undefined, variable: string, why: string): T {
+  if (value === undefined && !problems.has(variable)) problems.set(variable, `is required ${why}`);
+  return value as T;
 }
 
 /** Reads a service-account key file; its content is never echoed, only what is wrong with it. */
-function gcsCredentialsOf(path: string): string {
+function gcsCredentialsOf(problems: Problems, path: string | undefined): string {
   const variable = 'CALLSYNC_GCS_CREDENTIALS_FILE';
+  if (path === undefined) return '';
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new ConfigError(`invalid configuration: ${variable} ${path} cannot be read (${code})`);
+    problems.set(variable, `${path} cannot be read (${code})`);
+    return '';
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new ConfigError(
-      `invalid configuration: ${variable} ${path} is not JSON (a service-account key file)`,
-    );
+    problems.set(variable, `${path} is not JSON (a service-account key file)`);
+    return '';
   }
   const key = parsed as { client_email?: unknown; private_key?: unknown } | null;
   if (typeof key?.client_email !== 'string' || typeof key.private_key !== 'string') {
-    throw new ConfigError(
-      `invalid configuration: ${variable} ${path} is not a service-account key (client_email and private_key missing)`,
-    );
+    problems.set(variable, `${path} is not a service-account key (client_email and private_key missing)`);
+    return '';
   }
   return text;
 }
 
-function storageSettingsOf(e: Env): StorageSettings {
+function storageSettingsOf(e: Env, problems: Problems): StorageSettings {
+  const need = <T>(value: T | undefined, variable: string, why: string) =>
+    required(problems, value, variable, why);
   switch (e.CALLSYNC_EGRESS_STORAGE) {
     case 'local':
       return { kind: 'local', recordingsDir: e.CALLSYNC_RECORDINGS_DIR };
@@ -192,12 +239,12 @@ function storageSettingsOf(e: Env): StorageSettings {
         ? 'when the egress request carries the storage (CALLSYNC_EGRESS_SEND_STORAGE=true)'
         : 'with CALLSYNC_S3_ACCESS_KEY_ID';
       if (e.CALLSYNC_EGRESS_SEND_STORAGE || keyId !== undefined || secret !== undefined) {
-        required(keyId, 'CALLSYNC_S3_ACCESS_KEY_ID', why);
-        required(secret, 'CALLSYNC_S3_SECRET_ACCESS_KEY', why);
+        need(keyId, 'CALLSYNC_S3_ACCESS_KEY_ID', why);
+        need(secret, 'CALLSYNC_S3_SECRET_ACCESS_KEY', why);
       }
       return {
         kind: 's3',
-        bucket: required(e.CALLSYNC_S3_BUCKET, 'CALLSYNC_S3_BUCKET', forS3),
+        bucket: need(e.CALLSYNC_S3_BUCKET, 'CALLSYNC_S3_BUCKET', forS3),
         region: e.CALLSYNC_S3_REGION,
         endpoint: e.CALLSYNC_S3_ENDPOINT?.replace(/\/+$/, ''),
         forcePathStyle: e.CALLSYNC_S3_FORCE_PATH_STYLE,
@@ -210,21 +257,22 @@ function storageSettingsOf(e: Env): StorageSettings {
       const forGcs = 'when CALLSYNC_EGRESS_STORAGE is gcs';
       return {
         kind: 'gcs',
-        bucket: required(e.CALLSYNC_GCS_BUCKET, 'CALLSYNC_GCS_BUCKET', forGcs),
+        bucket: need(e.CALLSYNC_GCS_BUCKET, 'CALLSYNC_GCS_BUCKET', forGcs),
         credentialsJson: gcsCredentialsOf(
-          required(e.CALLSYNC_GCS_CREDENTIALS_FILE, 'CALLSYNC_GCS_CREDENTIALS_FILE', forGcs),
+          problems,
+          need(e.CALLSYNC_GCS_CREDENTIALS_FILE, 'CALLSYNC_GCS_CREDENTIALS_FILE', forGcs),
         ),
         endpoint: e.CALLSYNC_GCS_ENDPOINT?.replace(/\/+$/, ''),
       };
     }
     case 'azure': {
       const forAzure = 'when CALLSYNC_EGRESS_STORAGE is azure';
-      const accountName = required(e.CALLSYNC_AZURE_ACCOUNT_NAME, 'CALLSYNC_AZURE_ACCOUNT_NAME', forAzure);
+      const accountName = need(e.CALLSYNC_AZURE_ACCOUNT_NAME, 'CALLSYNC_AZURE_ACCOUNT_NAME', forAzure);
       return {
         kind: 'azure',
         accountName,
-        accountKey: required(e.CALLSYNC_AZURE_ACCOUNT_KEY, 'CALLSYNC_AZURE_ACCOUNT_KEY', forAzure),
-        container: required(e.CALLSYNC_AZURE_CONTAINER, 'CALLSYNC_AZURE_CONTAINER', forAzure),
+        accountKey: need(e.CALLSYNC_AZURE_ACCOUNT_KEY, 'CALLSYNC_AZURE_ACCOUNT_KEY', forAzure),
+        container: need(e.CALLSYNC_AZURE_CONTAINER, 'CALLSYNC_AZURE_CONTAINER', forAzure),
         blobEndpoint: (
           e.CALLSYNC_AZURE_BLOB_ENDPOINT ?? `https://${accountName}.blob.core.windows.net`
         ).replace(/\/+$/, ''),

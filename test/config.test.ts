@@ -59,6 +59,8 @@ describe('loadConfig', () => {
     [{ CALLSYNC_STORE: 'mysql://x' }, 'CALLSYNC_STORE must be sqlite:<path> or postgres://'],
     [{ CALLSYNC_UPLOAD_TARGET_SECONDS: '-1' }, 'CALLSYNC_UPLOAD_TARGET_SECONDS'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ CALLSYNC_STORE: 'sqlite:' }, 'CALLSYNC_STORE sqlite: needs a path'],
+    [{ CALLSYNC_STORE_TIMEOUT_MS: '0' }, 'CALLSYNC_STORE_TIMEOUT_MS'],
   ])('fails on %j with one line naming the variable', (override, expected) => {
     let error: unknown;
     try {
@@ -70,6 +72,42 @@ describe('loadConfig', () => {
     const message = (error as Error).message;
     expect(message).toContain(expected);
     expect(message).not.toContain('\n');
+    expect(message).not.toContain('super-secret-value');
+  });
+});
+
+describe('loadConfig: every problem at once', () => {
+  it('lists each bad or missing variable on its own line, once, and no secret', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        LIVEKIT_API_SECRET: 'super-secret-value',
+        CALLSYNC_PORT: 'eighty',
+        CALLSYNC_STORE: 'sqlite:',
+        CALLSYNC_EGRESS_STORAGE: 's3',
+        CALLSYNC_EGRESS_SEND_STORAGE: 'false',
+      });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const { problems, message } = error as ConfigError;
+    expect([...problems].sort()).toEqual([
+      'CALLSYNC_PORT must be a port number (0 to 65535)',
+      'CALLSYNC_S3_BUCKET is required when CALLSYNC_EGRESS_STORAGE is s3',
+      'CALLSYNC_STORE sqlite: needs a path, e.g. sqlite:./data/callsync.db',
+      'CRM_BASE_URL is required',
+      'LIVEKIT_API_KEY is required',
+      'LIVEKIT_URL is required',
+    ]);
+    const lines = message.split('\n');
+    expect(lines[0]).toBe('invalid configuration (6 problems):');
+    expect(
+      lines
+        .slice(1)
+        .map((line) => line.trim())
+        .sort(),
+    ).toEqual([...problems].sort());
     expect(message).not.toContain('super-secret-value');
   });
 });
@@ -176,7 +214,10 @@ describe('loadConfig: where recordings are stored', () => {
     const message = invalid({ ...required, ...env });
     expect(message).toContain(expected);
     expect(message).not.toContain('s3-secret-never-printed');
-    expect(message.split('\n')).toHaveLength(1);
+    // One line, or a header and one line per problem, each naming its variable.
+    const [first, ...rest] = message.split('\n');
+    if (rest.length > 0) expect(first).toBe(`invalid configuration (${rest.length} problems):`);
+    for (const line of rest) expect(line).toMatch(/^ {2}CALLSYNC_[A-Z0-9_]+ /);
   });
 
   it('reads the GCS key file and never echoes a bad one', async () => {
