@@ -132,6 +132,8 @@ export function missingReasonOfError(error: ErrorInfo): MissingRecordingReason {
   const known = REASON_BY_CODE[error.code];
   if (known !== undefined) return known;
   if (isRecordingSourceError(error)) return 'storage_unavailable';
+  // An attempt the CRM did not answer within its deadline is the CRM being unavailable too.
+  if (error.code === 'ATTEMPT_TIMEOUT') return 'crm_unavailable';
   if (error.code.startsWith('CRM_')) return error.retryable ? 'crm_unavailable' : 'crm_refused';
   return 'internal_error';
 }
