@@ -1,6 +1,6 @@
 /**
- * `npm start`: the supervisor process. Reads the environment once, starts, and runs until a
- * signal. The first SIGTERM/SIGINT drains (new calls get 503, calls that already ended finish
+ * `npm start` (compiled, `dist/main.js`) and `npm run dev` (from source): the supervisor
+ * process. Reads the environment once, starts, and runs until a signal. The first SIGTERM/SIGINT drains (new calls get 503, calls that already ended finish
  * delivering, up to CALLSYNC_DRAIN_TIMEOUT_SECONDS), then everything else stays persisted for
  * the next start and the process exits 0. A second signal exits at once: nothing is lost by
  * that either, since every step is already in the store.

@@ -1,6 +1,7 @@
 /**
- * callsync as its own operating-system process, started exactly as `npm start` starts it
- * (`node --import tsx src/main.ts`), for the tests whose subject is the process itself:
+ * callsync as its own operating-system process, started as `npm run dev` starts it
+ * (`node --import tsx src/main.ts`: `npm start`'s `dist/main.js`, from the sources, so a test
+ * never runs a stale build), for the tests whose subject is the process itself:
  * SIGKILL and restart, SIGTERM draining, exit codes, and what it writes to stdout/stderr.
  *
  * The child gets only the environment it is given (plus PATH/HOME/TMPDIR so node and tsx
