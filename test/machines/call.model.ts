@@ -1,8 +1,8 @@
 /**
  * The call machine as a test model: which events can happen in each state (`callModelEvents`),
  * which states count as the same (`callModelKey`), what to compare between the model's snapshot
- * and the real actor's (`callProjection`), and how to make each model event happen to a real
- * actor (`driveCallStep`).
+ * and the real actor's (`callProjection`), the paths the tests drive (`callGraph`, `callMainLinePaths`), how to make
+ * each model event happen to a real actor (`driveCallStep`) and a whole path (`runCallPath`).
  *
  * The model is the real machine, traversed with `xstate/graph` (pure `machine.transition`). Its
  * alphabet includes XState's internal events (effect results, the upload child's progress) so
@@ -10,21 +10,18 @@
  * offers what can really happen next: a timer only when it is the earliest one armed in that
  * state, an upload result only while the upload child has an attempt in flight.
  */
-import { getShortestPaths, getSimplePaths, type StatePath } from 'xstate/graph';
-import {
-  getInitialSnapshot,
-  getNextSnapshot,
-  type AnyMachineSnapshot,
-  type AnyStateMachine,
-  type EventObject,
-  type SnapshotFrom,
-} from 'xstate';
+import { expect } from 'vitest';
+import type { AnyMachineSnapshot, AnyStateMachine, SnapshotFrom } from 'xstate';
+import { getAdjacencyMap, getShortestPaths, getSimplePaths, type StatePath } from 'xstate/graph';
 import type { CallEvent } from '../../src/machines/call.machine.ts';
 import { callMachine } from '../../src/machines/call.machine.ts';
 import type { CallContext, DeliveryStep, EgressOutcome } from '../../src/machines/call.types.ts';
 import type { UploadContext, UploadOutput } from '../../src/machines/upload.machine.ts';
+import type { Coverage } from './coverage.ts';
+import { armedTimerDues, restartTime } from './crash.ts';
 import {
   CALL_ID,
+  CallHarness,
   DELIVERED_RECORDING,
   EGRESS_ID,
   RECORDING_FILE,
@@ -34,12 +31,20 @@ import {
   iso,
   makeCallInput,
   retryableError,
-  type CallHarness,
 } from './harness.ts';
+import {
+  ModelReplay,
+  edgeTour,
+  eventsOf,
+  expectEqual,
+  modelEdges,
+  type Adjacency,
+  type ModelEvent,
+  type ModelEvents,
+} from './model-paths.ts';
 
+export type { ModelEvent };
 export type CallSnapshot = SnapshotFrom<typeof callMachine>;
-/** A model step's event: a `CallEvent` or one of XState's internal events. */
-export type ModelEvent = EventObject & Record<string, unknown>;
 export type CallPath = StatePath<CallSnapshot, ModelEvent>;
 
 const T0 = REFERENCE_TIMESTAMP;
@@ -232,6 +237,18 @@ export function callModelEvents(snapshot: CallSnapshot): ModelEvent[] {
  * next. Transcript, leads, poll counts and times are left out (their events are self-loops).
  */
 export function callModelKey(snapshot: AnyMachineSnapshot): string {
+  let key = modelKeys.get(snapshot);
+  if (key === undefined) {
+    key = modelKeyOf(snapshot);
+    modelKeys.set(snapshot, key);
+  }
+  return key;
+}
+
+/** Snapshots are immutable, and the traversals ask for the key of the same one many times. */
+const modelKeys = new WeakMap<AnyMachineSnapshot, string>();
+
+function modelKeyOf(snapshot: AnyMachineSnapshot): string {
   const context = (snapshot as CallSnapshot).context;
   const { egress } = context;
   return JSON.stringify({
@@ -307,7 +324,7 @@ const traversal = {
 };
 
 /** `getShortestPaths` on the real machine: one path to every model state. */
-export function callShortestPaths(): CallPath[] {
+function callShortestPaths(): CallPath[] {
   return getShortestPaths(callMachine, traversal as never) as unknown as CallPath[];
 }
 
@@ -345,7 +362,7 @@ function isMainLine(event: ModelEvent): boolean {
  * `getSimplePaths` on the real machine, bounded to the main line (`isMainLine`): every path
  * that reaches `done` without visiting a model state twice.
  */
-export function callSimplePaths(): CallPath[] {
+function callSimplePaths(): CallPath[] {
   return getSimplePaths(callMachine, {
     ...traversal,
     events: (snapshot: CallSnapshot) => callModelEvents(snapshot).filter(isMainLine),
@@ -353,26 +370,59 @@ export function callSimplePaths(): CallPath[] {
   } as never) as unknown as CallPath[];
 }
 
-/**
- * The model's exact snapshots along `path`. The snapshots `xstate/graph` stores in a path are one
- * representative per model state, so context the key leaves out (transcript, polls…) may come
- * from another path; replaying the events through the pure machine gives this path's own.
- */
-export function expectedSnapshots(path: CallPath): AnyMachineSnapshot[] {
-  const machine = callMachine as AnyStateMachine;
-  let snapshot: AnyMachineSnapshot = getInitialSnapshot(machine, makeCallInput());
-  const snapshots = [snapshot];
-  for (const step of path.steps.slice(1)) {
-    snapshot = getNextSnapshot(machine, snapshot, step.event);
-    snapshots.push(snapshot);
-  }
-  return snapshots;
+export type CallProjection = ReturnType<typeof callProjection>;
+
+/** The model graph and the paths through it the tests drive that come from it. */
+export interface CallGraph {
+  /** Every model state (its key) and every model edge (`edgeId`) of the full alphabet. */
+  readonly states: ReadonlySet<string>;
+  readonly edges: ReadonlySet<string>;
+  /** A shortest path to every model state. */
+  readonly shortestPaths: readonly ModelEvents[];
+  /** Paths that together take every model edge. */
+  readonly tour: readonly ModelEvents[];
 }
 
-export function describePath(path: CallPath): string {
-  return path.steps
-    .slice(1)
-    .map(({ event }) => {
+let graph: CallGraph | undefined;
+let simplePaths: readonly ModelEvents[] | undefined;
+let replay: ModelReplay<CallProjection> | undefined;
+
+/** The call model's graph and paths, built once per module instance (traversals take a while). */
+export function callGraph(): CallGraph {
+  if (graph !== undefined) return graph;
+  const shortestPaths = callShortestPaths();
+  const adjacency = getAdjacencyMap(
+    callMachine as AnyStateMachine,
+    traversal as never,
+  ) as unknown as Adjacency<CallSnapshot>;
+  graph = {
+    states: new Set(Object.keys(adjacency)),
+    edges: new Set(modelEdges(adjacency).keys()),
+    shortestPaths: shortestPaths.map(eventsOf),
+    tour: edgeTour(adjacency, shortestPaths, callModelKey),
+  };
+  return graph;
+}
+
+/** Every simple path to `done` along the main line, built once per module instance. */
+export function callMainLinePaths(): readonly ModelEvents[] {
+  simplePaths ??= callSimplePaths().map(eventsOf);
+  return simplePaths;
+}
+
+/**
+ * The model's exact states along a path. The snapshots `xstate/graph` stores in a path are one
+ * representative per model state, so context the key leaves out (transcript, polls…) may come
+ * from another path; replaying the path's events through the pure machine gives its own.
+ */
+export function callReplay(): ModelReplay<CallProjection> {
+  replay ??= new ModelReplay(callMachine as AnyStateMachine, makeCallInput(), callProjection, callModelKey);
+  return replay;
+}
+
+export function describePath(events: ModelEvents): string {
+  return events
+    .map((event) => {
       const suffix =
         'output' in event && typeof event.output === 'object' && event.output !== null
           ? `(${JSON.stringify((event.output as { result?: unknown; status?: unknown }).result ?? (event.output as { status?: unknown }).status)})`
@@ -458,6 +508,68 @@ export async function driveCallStep(h: CallHarness, event: ModelEvent): Promise<
   } else {
     await h.reject(crmEffect, fatalError(output.error.code));
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving a model path
+
+/** Crashes and restores `h`; true when the restored actor opened a LiveKit client of its own. */
+async function crashBefore(h: CallHarness, next: ModelEvent | null): Promise<boolean> {
+  expect(h.persistedIsCurrent, 'the persisted snapshot lags behind').toBe(true);
+  const before = callProjection(h.snapshot);
+  const now = h.clock.now();
+  const target = restartTime(now, armedTimerDues(JSON.parse(h.persistedJson)), next && dueTimeOf(h, next));
+  await h.crash(target - now);
+  expectEqual(callProjection(h.snapshot), before);
+  expectEqual(h.problems(), []);
+  return h.snapshot.hasTag('livekit');
+}
+
+/**
+ * Drives a model path through a real actor (real machine, real upload child, real timers on a
+ * SimulatedClock, fake effects), with a crash before every step when `crash` is set (persist →
+ * JSON → stop → downtime → restore). After every step the actor must agree with the model and
+ * keep the invariants:
+ *
+ * - state and context projection equal to the model's for that step;
+ * - the LiveKit client lives exactly as long as the call: every state but `done` and `failed` is
+ *   tagged `livekit`, and exactly one client is open while the actor is in a `livekit` state,
+ *   none otherwise; every open is closed exactly once (a new one per RETRY and per restore into
+ *   a `livekit` state); no effect ever used a closed client;
+ * - no CRM step sent after its acknowledgement, none acknowledged twice, right idempotency keys;
+ * - the last persisted snapshot is the actor's current one; no error reached the error observer.
+ */
+export async function runCallPath(events: ModelEvents, crash: boolean, coverage?: Coverage): Promise<void> {
+  const h = new CallHarness({ coverage });
+  const [initial, ...expected] = callReplay().along(events);
+  expectEqual(callProjection(h.snapshot), initial!.projection);
+  // One client for the call, one more per restore into a `livekit` state and per RETRY (in the
+  // model a RETRY always settles in `uploadingRecording` or `postingData`).
+  let expectedOpens = 1;
+  for (const [index, event] of events.entries()) {
+    if (crash && (await crashBefore(h, event))) expectedOpens += 1;
+    if (event.type === 'call.retry') expectedOpens += 1;
+    await driveCallStep(h, event);
+    expectEqual(callProjection(h.snapshot), expected[index]!.projection, `after ${event.type}`);
+    expectEqual(h.problems(), [], `after ${event.type}`);
+  }
+  if (crash && h.snapshot.status === 'active' && (await crashBefore(h, null))) expectedOpens += 1;
+
+  // Across crashes, the once-only events were emitted once (restores replay no actions).
+  const count = (type: string) => h.emitted.filter((event) => event.type === type).length;
+  if (h.snapshot.status === 'done') {
+    expect(count('call.delivered')).toBe(1);
+    expect(h.snapshot.output?.outcome).toBe(h.context.recording === null ? 'partial' : 'delivered');
+    expect(h.effects.crmAcks.get('call-1:call-data')).toBe(1);
+  }
+  expect(count('call.egress_started')).toBeLessThanOrEqual(1);
+  expect(count('call.ended')).toBeLessThanOrEqual(1);
+
+  h.actor.stop();
+  expect(h.effects.openClientCount).toBe(0);
+  expect(h.effects.opens).toBe(expectedOpens);
+  expect(h.effects.closes).toBe(expectedOpens);
+  expect(h.effects.violations).toEqual([]);
 }
 
 export { CALL_ID };

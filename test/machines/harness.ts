@@ -16,6 +16,7 @@ import {
   SimulatedClock,
   type Actor,
   type AnyActor,
+  type AnyActorLogic,
   type EventObject,
   type InspectionEvent,
 } from 'xstate';
@@ -278,11 +279,32 @@ abstract class Harness<TActor extends CallActor | UploadActor, TEmitted> {
     this.effects = effects ?? new FakeEffects();
   }
 
-  protected abstract create(snapshot: unknown, inspect: (event: InspectionEvent) => void): TActor;
+  /** The logic and input every incarnation of the actor is created from. */
+  protected abstract readonly logic: TActor['logic'];
+  protected abstract readonly input: unknown;
+
+  get snapshot(): ReturnType<TActor['getSnapshot']> {
+    return this.actor.getSnapshot() as ReturnType<TActor['getSnapshot']>;
+  }
+
+  get context(): ReturnType<TActor['getSnapshot']>['context'] {
+    return this.snapshot.context;
+  }
+
+  /** `inspect` is there only when coverage is recorded (inspection costs on every event). */
+  private create(snapshot: unknown, inspect: ((event: InspectionEvent) => void) | undefined): TActor {
+    return createActor(this.logic as AnyActorLogic, {
+      input: this.input,
+      clock: this.clock,
+      inspect,
+      ...(snapshot === undefined ? {} : { snapshot: snapshot as never }),
+    }) as unknown as TActor;
+  }
 
   protected launch(snapshotJson: string | undefined): void {
-    const actor = this.create(snapshotJson === undefined ? undefined : JSON.parse(snapshotJson), (event) =>
-      this.inspect(event),
+    const actor = this.create(
+      snapshotJson === undefined ? undefined : JSON.parse(snapshotJson),
+      this.coverage === undefined ? undefined : (event) => this.inspect(event),
     );
     this.actor = actor;
     const untyped: AnyActor = actor;
@@ -370,7 +392,7 @@ export interface CallHarnessOptions {
 
 export class CallHarness extends Harness<CallActor, CallEmitted> {
   readonly logic: CallLogic;
-  private readonly input: CallMachineInput;
+  protected readonly input: CallMachineInput;
 
   constructor(options: CallHarnessOptions = {}) {
     super(undefined, undefined, options.coverage);
@@ -384,23 +406,6 @@ export class CallHarness extends Harness<CallActor, CallEmitted> {
     this.logic = options.adapt?.(logic, this.effects, this.clock) ?? logic;
     this.effects.failNextOpen = options.failFirstOpen ?? false;
     this.launch(undefined);
-  }
-
-  protected create(snapshot: unknown, inspect: (event: InspectionEvent) => void): CallActor {
-    return createActor(this.logic, {
-      input: this.input,
-      clock: this.clock,
-      inspect,
-      ...(snapshot === undefined ? {} : { snapshot: snapshot as never }),
-    });
-  }
-
-  get snapshot() {
-    return this.actor.getSnapshot();
-  }
-
-  get context() {
-    return this.actor.getSnapshot().context;
   }
 
   send(event: Parameters<CallActor['send']>[0]): void {
@@ -445,7 +450,7 @@ export interface UploadHarnessOptions {
 
 export class UploadHarness extends Harness<UploadActor, UploadEmitted> {
   readonly logic: UploadLogic;
-  private readonly input: UploadInput;
+  protected readonly input: UploadInput;
 
   constructor(options: UploadHarnessOptions) {
     super(undefined, undefined, options.coverage);
@@ -453,23 +458,6 @@ export class UploadHarness extends Harness<UploadActor, UploadEmitted> {
     const logic = createUploadLogic({ crm: this.effects.crm, time: this.clock });
     this.logic = options.adapt?.(logic, this.clock) ?? logic;
     this.launch(undefined);
-  }
-
-  protected create(snapshot: unknown, inspect: (event: InspectionEvent) => void): UploadActor {
-    return createActor(this.logic, {
-      input: this.input,
-      clock: this.clock,
-      inspect,
-      ...(snapshot === undefined ? {} : { snapshot: snapshot as never }),
-    });
-  }
-
-  get snapshot() {
-    return this.actor.getSnapshot();
-  }
-
-  get context() {
-    return this.actor.getSnapshot().context;
   }
 
   problems(): string[] {
