@@ -20,17 +20,17 @@
  * Synchronisation: real HTTP answers, the child's `recovery done` log line, and the CRM
  * sandbox's read-out with `GET /v1/calls` polled in a bounded loop. No sleeps, no timing asserts.
  */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { CallData } from '../../src/payload/call-data.ts';
-import type { ApiAnswer, ChildCallsync } from '../helpers/child-callsync.ts';
+import type { ApiAnswer } from '../helpers/callsync-api.ts';
+import type { ChildCallsync } from '../helpers/child-callsync.ts';
 import {
   CALLER_NUMBER,
   PERSONA_CONFIG,
   startChildPipeline,
   type ChildPipeline,
 } from '../helpers/child-pipeline.ts';
+import { postgresSchemas } from '../helpers/postgres-schemas.ts';
 
 const CALLS = 40;
 const ITEMS_PER_CALL = 5;
@@ -40,31 +40,14 @@ const ITEMS_PER_CALL = 5;
  */
 const DELIVERY_DEADLINE_MS = 30_000;
 
-/** The machines' PostgreSQL (trust auth, database `test`), as test/store/call-store.test.ts uses it. */
-const POSTGRES_URL = process.env.CALLSYNC_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const schemas: string[] = [];
-afterAll(async () => {
-  if (schemas.length === 0) return;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  try {
-    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  } finally {
-    await client.end();
-  }
-});
+/** The machines' PostgreSQL, a schema of its own per run. */
+const schemas = postgresSchemas('callsync_ack_kill');
+afterAll(() => schemas.dropAll());
 
 /** The child's environment for each store: SQLite is the pipeline's own file in its temp dir. */
 const STORES: [string, () => Record<string, string>][] = [
   ['sqlite', () => ({})],
-  [
-    'postgres',
-    () => {
-      const schema = `callsync_ack_kill_${randomBytes(6).toString('hex')}`;
-      schemas.push(schema);
-      return { CALLSYNC_STORE: `${POSTGRES_URL}?schema=${schema}` };
-    },
-  ],
+  ['postgres', () => ({ CALLSYNC_STORE: schemas.storeUrl() })],
 ];
 
 /** States a call leaves only on a new event: after a restart, such a call was never ended. */

@@ -31,6 +31,7 @@ import { captureLogs } from '../helpers/agent-observers.ts';
 import {
   INGEST_TOKEN,
   PERSONA_CONFIG,
+  PERSONA_DOCUMENT,
   startCallsyncHarness,
   type CallsyncHarness,
 } from '../helpers/callsync-harness.ts';
@@ -126,9 +127,7 @@ async function expectDeliveredToCrm(call: AgentCall, callId: string) {
     EXPECTED_TURNS,
   );
   expect(document).toMatchObject({
-    campaignId: 'camp_e2e',
-    voiceAgentId: 'va_e2e',
-    client: 'client_e2e',
+    ...PERSONA_DOCUMENT,
     callDetails: {
       callId,
       direction: 'inbound',

@@ -10,9 +10,11 @@ import {
   API_SECRET,
   INGEST_TOKEN,
   PERSONA_CONFIG,
+  PERSONA_DOCUMENT,
   startCallsyncHarness,
   type CallsyncHarness,
 } from '../helpers/callsync-harness.ts';
+import { callTimes } from '../helpers/callsync-api.ts';
 
 let h: CallsyncHarness;
 afterEach(async () => {
@@ -20,8 +22,7 @@ afterEach(async () => {
 });
 
 /** A call that started a minute ago (the maximum call duration counts from `startedAt`). */
-const BASE_MS = Math.floor(Date.now() / 1000) * 1000 - 60_000;
-const at = (seconds: number) => new Date(BASE_MS + seconds * 1000).toISOString();
+const { at } = callTimes();
 
 const TRANSCRIPT = [
   { id: 'item_1', role: 'assistant', content: 'Hello, how can I help?', timestamp: at(1) },
@@ -41,17 +42,7 @@ const TRANSCRIPT = [
   { id: 'item_4', role: 'user', content: 'Priya.', timestamp: at(9) },
 ];
 
-async function createCall(room: string) {
-  const created = await h.api('POST', '/v1/calls', {
-    roomName: room,
-    callerNumber: '+918655066243',
-    config: PERSONA_CONFIG,
-    direction: 'inbound',
-    startedAt: at(0),
-  });
-  expect(created.status).toBe(201);
-  return created.body.callId as string;
-}
+const createCall = (room: string) => h.createCall(room, { direction: 'inbound', startedAt: at(0) });
 
 describe('a call through callsync', () => {
   it('delivers the exact recording, then the call data with its URL, transcript in order and the lead', async () => {
@@ -110,9 +101,7 @@ describe('a call through callsync', () => {
     expect(received.callData).toHaveLength(1);
     expect(received.callData[0]!.idempotencyKey).toBe(`${callId}:call-data`);
     expect(document).toMatchObject({
-      campaignId: 'camp_e2e',
-      voiceAgentId: 'va_e2e',
-      client: 'client_e2e',
+      ...PERSONA_DOCUMENT,
       callDetails: {
         callId,
         direction: 'inbound',

@@ -13,6 +13,7 @@ import {
   startCallsyncHarness,
   type CallsyncHarness,
 } from '../helpers/callsync-harness.ts';
+import { callTimes } from '../helpers/callsync-api.ts';
 
 let h: CallsyncHarness | undefined;
 afterEach(async () => {
@@ -20,8 +21,7 @@ afterEach(async () => {
   h = undefined;
 });
 
-const BASE_MS = Math.floor(Date.now() / 1000) * 1000 - 60_000;
-const at = (seconds: number) => new Date(BASE_MS + seconds * 1000).toISOString();
+const { startMs, at } = callTimes();
 const item = (id: string, content = `turn ${id}`, timestamp = at(2)) => ({
   id,
   role: 'user',
@@ -31,15 +31,7 @@ const item = (id: string, content = `turn ${id}`, timestamp = at(2)) => ({
 
 async function createCall(harness: CallsyncHarness, room: string, extra: Record<string, unknown> = {}) {
   harness.startLiveKitCall(room);
-  const created = await harness.api('POST', '/v1/calls', {
-    roomName: room,
-    callerNumber: '+918655066243',
-    config: PERSONA_CONFIG,
-    startedAt: at(0),
-    ...extra,
-  });
-  expect(created.status).toBe(201);
-  return created.body.callId as string;
+  return harness.createCall(room, { startedAt: at(0), ...extra });
 }
 
 /** A whole call, start to CRM: the service still delivers. */
@@ -233,7 +225,7 @@ describe('timestamps', () => {
       'endedAt',
     );
     expectRefused(
-      await h.api('POST', `/v1/calls/${callId}/end`, { endedAt: new Date(BASE_MS - 1000).toISOString() }),
+      await h.api('POST', `/v1/calls/${callId}/end`, { endedAt: new Date(startMs - 1000).toISOString() }),
       400,
       'INVALID_BODY',
       'endedAt',

@@ -20,7 +20,8 @@ import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { createCallStore } from '../../src/store/open-store.ts';
 import type { CallRow } from '../../src/store/call-store.ts';
-import { CHILD_WAIT_MS, freePort, spawnCallsync } from '../helpers/child-callsync.ts';
+import { CHILD_WAIT_MS, spawnCallsync } from '../helpers/child-callsync.ts';
+import { freePort } from '../helpers/free-port.ts';
 import {
   CALLER_NUMBER,
   CHILD_API_SECRET,

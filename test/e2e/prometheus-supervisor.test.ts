@@ -34,7 +34,7 @@ import type { CrmFault } from '../../src/sandbox/crm/faults.ts';
 import { REPO_ROOT, RULES_PATH } from '../../src/metrics/observability.generate.ts';
 import { DELIVERY_SLO_DEFAULTS } from '../../src/metrics/slo.ts';
 import { allExpressions, type NamedExpr } from '../metrics/expressions.ts';
-import { PERSONA_CONFIG, startCallsyncHarness, type CallsyncHarness } from '../helpers/callsync-harness.ts';
+import { startCallsyncHarness, type CallsyncHarness } from '../helpers/callsync-harness.ts';
 import {
   pollUntil,
   startPrometheus,
@@ -80,15 +80,10 @@ const at = (offsetSeconds: number) => new Date(Date.now() + offsetSeconds * 1000
 async function createCall(spec: CallSpec): Promise<string> {
   h.startLiveKitCall(spec.room);
   if (spec.behaviour) h.emulator.setRoomBehaviour(spec.room, spec.behaviour);
-  const created = await h.api('POST', '/v1/calls', {
-    roomName: spec.room,
-    callerNumber: '+918655066243',
-    config: PERSONA_CONFIG,
+  const callId = await h.createCall(spec.room, {
     direction: spec.direction ?? 'inbound',
     startedAt: at(-20),
   });
-  expect(created.status).toBe(201);
-  const callId = created.body.callId as string;
   const transcript = await h.api('POST', `/v1/calls/${callId}/transcript`, {
     items: [
       { id: `${spec.room}_1`, role: 'assistant', content: 'Hello, how can I help?', timestamp: at(-19) },

@@ -12,11 +12,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomBehaviour } from '../../src/sandbox/livekit/index.ts';
 import type { CrmFault } from '../../src/sandbox/crm/faults.ts';
 import {
-  PERSONA_CONFIG,
   startCallsyncHarness,
   type CallsyncHarness,
   type HarnessOptions,
 } from '../helpers/callsync-harness.ts';
+import { callTimes } from '../helpers/callsync-api.ts';
 import { startAzurite, type AzuriteTestServer } from '../helpers/storage-servers.ts';
 
 let h: CallsyncHarness | undefined;
@@ -36,8 +36,7 @@ afterAll(async () => {
   await rm(elsewhere, { recursive: true, force: true });
 });
 
-const BASE_MS = Math.floor(Date.now() / 1000) * 1000 - 60_000;
-const at = (seconds: number) => new Date(BASE_MS + seconds * 1000).toISOString();
+const { at } = callTimes();
 const ITEMS = [
   { id: 'm1', role: 'assistant', content: 'Hello, this is Acme.', timestamp: at(1) },
   { id: 'm2', role: 'user', content: 'I want a callback tomorrow.', timestamp: at(3) },
@@ -140,14 +139,7 @@ describe('a recording never holds back the call data', () => {
     h.emulator.setRoomBehaviour(room, { recordingSeconds: 4, ...cause.behaviour });
     if (cause.crmFaults) h.crm.injectFaults('upload', cause.crmFaults);
 
-    const created = await h.api('POST', '/v1/calls', {
-      roomName: room,
-      callerNumber: '+918655066243',
-      config: PERSONA_CONFIG,
-      startedAt: at(0),
-    });
-    expect(created.status).toBe(201);
-    const callId = created.body.callId as string;
+    const callId = await h.createCall(room, { startedAt: at(0) });
     expect((await h.api('POST', `/v1/calls/${callId}/transcript`, { items: ITEMS })).status).toBe(202);
     expect((await h.api('POST', `/v1/calls/${callId}/leads`, LEAD)).status).toBe(202);
     const egressId = h.emulator.listEgress({ roomName: room })[0]?.egressId;

@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import { EgressStatus } from 'livekit-server-sdk';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  PERSONA_CONFIG,
   startCallsyncHarness,
   type CallsyncHarness,
   type HarnessOptions,
 } from '../helpers/callsync-harness.ts';
+import { callTimes } from '../helpers/callsync-api.ts';
 import {
   readAzureBlob,
   readGcsObject,
@@ -54,8 +54,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const BASE_MS = Math.floor(Date.now() / 1000) * 1000 - 60_000;
-const at = (seconds: number) => new Date(BASE_MS + seconds * 1000).toISOString();
+const { at } = callTimes();
 const RECORDING_SECONDS = 7.4;
 
 interface StorageCase {
@@ -156,14 +155,7 @@ describe.each(cases)('recordings in $name', (storageCase) => {
     const room = 'room-bucket';
     h.startLiveKitCall(room);
     h.emulator.setRoomBehaviour(room, { recordingSeconds: RECORDING_SECONDS });
-    const created = await h.api('POST', '/v1/calls', {
-      roomName: room,
-      callerNumber: '+918655066243',
-      config: PERSONA_CONFIG,
-      startedAt: at(0),
-    });
-    expect(created.status).toBe(201);
-    const callId = created.body.callId as string;
+    const callId = await h.createCall(room, { startedAt: at(0) });
     await h.api('POST', `/v1/calls/${callId}/transcript`, {
       items: [{ id: 'i1', role: 'user', content: 'Store it in the cloud, please.', timestamp: at(2) }],
     });

@@ -14,13 +14,11 @@
  * and every call reaches the CRM with everything that was answered 2xx, before and after. The
  * store errors are counted in `callsync_store_write_errors_total{operation}`.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import pg from 'pg';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CallData } from '../../src/payload/call-data.ts';
@@ -30,12 +28,13 @@ import {
   startCallsyncHarness,
   type CallsyncHarness,
 } from '../helpers/callsync-harness.ts';
+import { callTimes } from '../helpers/callsync-api.ts';
+import { POSTGRES_URL, postgresSchemas } from '../helpers/postgres-schemas.ts';
 import { startTcpFaultProxy, type TcpFaultProxy } from '../helpers/tcp-fault-proxy.ts';
 
-/** The machines' PostgreSQL (trust auth, database `test`); each test gets its own schema. */
-const POSTGRES_URL = new URL(
-  process.env.CALLSYNC_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-);
+/** The machines' PostgreSQL; each test gets its own schema. */
+const POSTGRES = new URL(POSTGRES_URL);
+const schemas = postgresSchemas('callsync_outage');
 /** The bound on every PostgreSQL connection and query (`CALLSYNC_STORE_TIMEOUT_MS`). */
 const STORE_TIMEOUT_MS = 1_000;
 /**
@@ -51,8 +50,7 @@ const DELIVERY_DEADLINE_MS = 60_000;
 const TEST_TIMEOUT_MS = 180_000;
 
 /** Calls that started a minute ago (the maximum call duration counts from `startedAt`). */
-const BASE_MS = Math.floor(Date.now() / 1000) * 1000 - 60_000;
-const at = (seconds: number) => new Date(BASE_MS + seconds * 1000).toISOString();
+const { at } = callTimes();
 
 let cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -301,32 +299,20 @@ async function outageScenario(h: CallsyncHarness, fault: StoreFault): Promise<vo
 }
 
 describe('store outage on PostgreSQL', () => {
-  async function postgresHarness(proxy: TcpFaultProxy): Promise<{ h: CallsyncHarness; schema: string }> {
-    const schema = `callsync_outage_${randomBytes(6).toString('hex')}`;
-    cleanups.push(async () => {
-      const client = new pg.Client({ connectionString: POSTGRES_URL.toString() });
-      await client.connect();
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await client.end();
-      }
-    });
-    const store = new URL(POSTGRES_URL);
-    store.hostname = proxy.host;
-    store.port = String(proxy.port);
-    store.searchParams.set('schema', schema);
+  async function postgresHarness(proxy: TcpFaultProxy): Promise<{ h: CallsyncHarness }> {
+    cleanups.push(() => schemas.dropAll());
+    const store = schemas.storeUrl({ host: proxy.host, port: proxy.port });
     const h = await startCallsyncHarness({
-      env: { CALLSYNC_STORE: store.toString(), CALLSYNC_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS) },
+      env: { CALLSYNC_STORE: store, CALLSYNC_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS) },
     });
     cleanups.push(() => h.close());
-    return { h, schema };
+    return { h };
   }
 
   async function startProxy(): Promise<TcpFaultProxy> {
     const proxy = await startTcpFaultProxy({
-      targetHost: POSTGRES_URL.hostname,
-      targetPort: Number(POSTGRES_URL.port || 5432),
+      targetHost: POSTGRES.hostname,
+      targetPort: Number(POSTGRES.port || 5432),
     });
     cleanups.push(() => proxy.close());
     return proxy;

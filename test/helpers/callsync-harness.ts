@@ -8,29 +8,21 @@
  * one got (so the agent's reporter, LiveKit's webhooks and a Prometheus scrape keep one URL) and
  * over the same SQLite file (so recovery resumes the calls it left).
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { EgressStatus } from 'livekit-server-sdk';
-import { request } from 'undici';
 import { createCallsyncApp, type CallsyncApp, type CallsyncAppOptions } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logging/logger.ts';
-import { createCrmSandbox, type CrmSandbox } from '../../src/sandbox/crm/index.ts';
-import {
-  createLiveKitEmulator,
-  type LiveKitEmulator,
-  type LiveKitEmulatorOptions,
-} from '../../src/sandbox/livekit/index.ts';
+import type { CrmSandbox } from '../../src/sandbox/crm/index.ts';
+import type { LiveKitEmulator, LiveKitEmulatorOptions } from '../../src/sandbox/livekit/index.ts';
+import { CALLER_NUMBER, PERSONA_CONFIG, callsyncApi, type ApiAnswer } from './callsync-api.ts';
+import { closeStep, egressIdOf, startSandboxes } from './sandboxes.ts';
 
 export const API_KEY = 'APIe2ekey';
 export const API_SECRET = 'e2e-secret-that-is-long-enough-for-hs256';
 export const INGEST_TOKEN = 'ingest-token-for-tests';
 
-export const PERSONA_CONFIG = {
-  campaigns: [{ _id: 'camp_e2e', client: 'client_e2e', voiceAgents: [{ _id: 'va_e2e' }] }],
-};
+export { CALLER_NUMBER, PERSONA_CONFIG, PERSONA_DOCUMENT, type ApiAnswer } from './callsync-api.ts';
 
 export interface CallsyncHarness {
   /** The running app (the new one after `restartApp`). */
@@ -48,6 +40,11 @@ export interface CallsyncHarness {
     body?: unknown,
     headers?: Record<string, string>,
   ): Promise<ApiAnswer>;
+  /**
+   * `POST /v1/calls` for `room`: from `CALLER_NUMBER` with `PERSONA_CONFIG`, then `body`'s
+   * fields. Fails unless the answer is 201; the call's id.
+   */
+  createCall(room: string, body?: Record<string, unknown>): Promise<string>;
   /** The room's (first) egress id, once LiveKit has one (awaited on the emulator's events). */
   egressOf(room: string): Promise<string>;
   /** The id of the room's egress that is ACTIVE (recording), once there is one. */
@@ -61,11 +58,6 @@ export interface CallsyncHarness {
   close(): Promise<void>;
 }
 
-export interface ApiAnswer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
 export interface HarnessOptions {
   env?: Record<string, string>;
   connectionLimits?: CallsyncAppOptions['connectionLimits'];
@@ -76,21 +68,13 @@ export interface HarnessOptions {
 }
 
 export async function startCallsyncHarness(options: HarnessOptions = {}): Promise<CallsyncHarness> {
-  const dir = await mkdtemp(join(tmpdir(), 'callsync-e2e-'));
-  const recordingsDir = join(dir, 'recordings');
-  // The volume the egress shares with callsync: it must exist before callsync starts.
-  await mkdir(recordingsDir, { recursive: true });
-  const emulator = createLiveKitEmulator({
-    keys: { [API_KEY]: API_SECRET },
-    recordingsDir,
-    activateAfterMs: 10,
-    finalizeAfterMs: 50,
-    departureTimeoutMs: options.departureTimeoutMs ?? 200,
-    webhookRetry: { maxAttempts: 3, baseDelayMs: 20 },
-    ...options.emulator,
+  const sandboxes = await startSandboxes({
+    prefix: 'callsync-e2e-',
+    liveKit: { apiKey: API_KEY, apiSecret: API_SECRET },
+    ingestToken: INGEST_TOKEN,
+    emulator: { departureTimeoutMs: options.departureTimeoutMs ?? 200, ...options.emulator },
   });
-  const crm = createCrmSandbox({ storageDir: join(dir, 'crm') });
-  const [{ url: liveKitUrl }, { url: crmUrl }] = await Promise.all([emulator.start(), crm.start()]);
+  const { emulator, crm, recordingsDir } = sandboxes;
 
   const logLines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -101,14 +85,8 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     },
   });
   const env: Record<string, string> = {
-    LIVEKIT_URL: liveKitUrl,
-    LIVEKIT_API_KEY: API_KEY,
-    LIVEKIT_API_SECRET: API_SECRET,
-    CRM_BASE_URL: crmUrl,
+    ...sandboxes.env,
     CALLSYNC_PORT: '0',
-    CALLSYNC_STORE: `sqlite:${join(dir, 'callsync.db')}`,
-    CALLSYNC_RECORDINGS_DIR: recordingsDir,
-    CALLSYNC_INGEST_TOKEN: INGEST_TOKEN,
     LOG_LEVEL: 'debug',
     ...options.env,
   };
@@ -121,6 +99,8 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
   // A restart listens where the first app did (the port the OS gave it), so every client of
   // callsync (the agent's reporter, LiveKit's webhooks, a Prometheus scrape) keeps its URL.
   const restartConfig = loadConfig({ ...env, CALLSYNC_PORT: new URL(url).port });
+  const api: CallsyncHarness['api'] = (method, path, body, headers = {}) =>
+    callsyncApi(url, method, path, body, { token: INGEST_TOKEN, headers });
 
   return {
     get app() {
@@ -131,20 +111,20 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     crm,
     recordingsDir,
     logLines,
-    async api(method, path, body, headers = {}) {
-      const answer = await request(`${url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${INGEST_TOKEN}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          ...headers,
-        },
-        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    api,
+    async createCall(room, body = {}) {
+      const created = await api('POST', '/v1/calls', {
+        roomName: room,
+        callerNumber: CALLER_NUMBER,
+        config: PERSONA_CONFIG,
+        ...body,
       });
-      const text = await answer.body.text();
-      return { status: answer.statusCode, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+      if (created.status !== 201) {
+        throw new Error(`POST /v1/calls for ${room}: ${created.status} ${JSON.stringify(created.body)}`);
+      }
+      return created.body.callId as string;
     },
-    egressOf: (room) => egressOf(emulator, room),
+    egressOf: (room) => egressIdOf(emulator, room),
     async recordingStarted(room) {
       // The room's egress that is recording now (an earlier call in a room of the same name
       // may have left a finished one).
@@ -156,7 +136,7 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
         await emulator.waitForEvent('egress:updated');
       }
     },
-    startLiveKitCall(room, callerNumber = '+918655066243') {
+    startLiveKitCall(room, callerNumber = CALLER_NUMBER) {
       emulator.createRoom({ name: room });
       emulator.startSipCall({ room, callerNumber, attributes: { 'sip.ruleID': 'SDR_e2e' } });
     },
@@ -172,36 +152,7 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
     async close() {
       // Each step is named if it hangs, so a stuck shutdown says which part held on.
       await closeStep('callsync app', () => app.close());
-      await closeStep('LiveKit emulator', () => emulator.close());
-      await closeStep('CRM sandbox', () => crm.close());
-      await rm(dir, { recursive: true, force: true });
+      await sandboxes.close();
     },
   };
-}
-
-/** Checked and awaited in one tick, so no egress event is missed between the two. */
-async function egressOf(emulator: LiveKitEmulator, room: string): Promise<string> {
-  for (;;) {
-    const [egress] = emulator.listEgress({ roomName: room });
-    if (egress) return egress.egressId;
-    await emulator.waitForEvent('egress:updated');
-  }
-}
-
-/** How long one part may take to close before the test fails naming it. */
-const CLOSE_STEP_TIMEOUT_MS = 10_000;
-
-async function closeStep(name: string, close: () => Promise<void>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${name} did not close within ${CLOSE_STEP_TIMEOUT_MS} ms`)),
-      CLOSE_STEP_TIMEOUT_MS,
-    );
-  });
-  try {
-    await Promise.race([close(), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

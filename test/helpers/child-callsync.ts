@@ -11,11 +11,10 @@
  * loop that awaits each real answer, and gives up early when the process exits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
+import { callsyncApi, type ApiAnswer } from './callsync-api.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** Between two polls of `/readyz` or `poll()`: short, and only inside those bounded loops. */
@@ -33,10 +32,7 @@ export interface ChildExit {
   signal: NodeJS.Signals | null;
 }
 
-export interface ApiAnswer {
-  status: number;
-  body: Record<string, unknown>;
-}
+export type { ApiAnswer };
 
 export interface ChildCallsyncOptions {
   /** The whole callsync environment (LIVEKIT_*, CRM_*, CALLSYNC_*, LOG_LEVEL). */
@@ -74,16 +70,6 @@ export interface ChildCallsync {
    * (a call's state as the supervisor itself reports it, e.g. "its first attempt has failed").
    */
   poll(path: string, match: (answer: ApiAnswer) => boolean, timeoutMs?: number): Promise<ApiAnswer>;
-}
-
-/** A TCP port nothing listens on right now (the kernel's pick, released at once). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function baseEnv(): Record<string, string> {
@@ -192,20 +178,9 @@ export function spawnCallsync(options: ChildCallsyncOptions): ChildCallsync {
       self.signal('SIGKILL');
       return exited;
     },
-    async api(method, path, body) {
-      const answer = await request(`${url}${path}`, {
-        method,
-        // A fresh connection each time: a kept-alive socket may belong to a killed process.
-        reset: true,
-        headers: {
-          ...(options.ingestToken === undefined ? {} : { authorization: `Bearer ${options.ingestToken}` }),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await answer.body.text();
-      return { status: answer.statusCode, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-    },
+    // A fresh connection each time: a kept-alive socket may belong to a killed process.
+    api: (method, path, body) =>
+      callsyncApi(url, method, path, body, { token: options.ingestToken, reset: true }),
     async poll(path, match, timeoutMs = CHILD_WAIT_MS) {
       const deadline = Date.now() + timeoutMs;
       let last: ApiAnswer | undefined;

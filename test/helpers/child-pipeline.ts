@@ -10,28 +10,22 @@
  * Every wait is on an event (the emulator's egress updates, the CRM sandbox's read-out) or on a
  * real HTTP answer, never on time alone.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { EgressStatus } from 'livekit-server-sdk';
-import { createCrmSandbox, type CrmSandbox } from '../../src/sandbox/crm/index.ts';
-import {
-  createLiveKitEmulator,
-  type LiveKitEmulator,
-  type RoomBehaviour,
-} from '../../src/sandbox/livekit/index.ts';
-import { CHILD_WAIT_MS, freePort, spawnCallsync, type ChildCallsync } from './child-callsync.ts';
+import type { CrmSandbox } from '../../src/sandbox/crm/index.ts';
+import type { LiveKitEmulator, RoomBehaviour } from '../../src/sandbox/livekit/index.ts';
+import { CHILD_WAIT_MS, spawnCallsync, type ChildCallsync } from './child-callsync.ts';
+import { CALLER_NUMBER, PERSONA_CONFIG, callTimes } from './callsync-api.ts';
+import { freePort } from './free-port.ts';
+import { egressIdOf, startSandboxes } from './sandboxes.ts';
 
 // Distinctive values, so a test can grep the child's output for them.
 export const CHILD_API_KEY = 'APIchildkey';
 export const CHILD_API_SECRET = 'child-livekit-secret-4f1c9a7e2b6d8035-long-enough-for-hs256';
 export const CHILD_CRM_API_KEY = 'child-crm-key-9d27e4b1c6a85f30';
 export const CHILD_INGEST_TOKEN = 'child-ingest-token-3b8e51f0a7c2d694';
-export const CALLER_NUMBER = '+918655066243';
 
-export const PERSONA_CONFIG = {
-  campaigns: [{ _id: 'camp_child', client: 'client_child', voiceAgents: [{ _id: 'va_child' }] }],
-};
+export { CALLER_NUMBER, PERSONA_CONFIG } from './callsync-api.ts';
+export { egressIdOf } from './sandboxes.ts';
 
 /** Transcript items a call gets from `openCall` (the CRM document must carry all of them). */
 export const TRANSCRIPT_ITEMS_PER_CALL = 3;
@@ -70,35 +64,23 @@ export interface ChildPipelineOptions {
 }
 
 export async function startChildPipeline(options: ChildPipelineOptions = {}): Promise<ChildPipeline> {
-  const dir = await mkdtemp(join(tmpdir(), 'callsync-child-'));
-  const recordingsDir = join(dir, 'recordings');
-  // The volume the egress shares with callsync: it must exist before callsync starts.
-  await mkdir(recordingsDir, { recursive: true });
-  const storeUrl = `sqlite:${join(dir, 'callsync.db')}`;
-  const port = await freePort();
-  const emulator = createLiveKitEmulator({
-    keys: { [CHILD_API_KEY]: CHILD_API_SECRET },
-    recordingsDir,
-    activateAfterMs: 10,
-    finalizeAfterMs: 50,
+  const sandboxes = await startSandboxes({
+    prefix: 'callsync-child-',
+    liveKit: { apiKey: CHILD_API_KEY, apiSecret: CHILD_API_SECRET },
+    crmApiKey: CHILD_CRM_API_KEY,
+    ingestToken: CHILD_INGEST_TOKEN,
     // A webhook to a dead process fails fast and is not redelivered: callsync's polling must cover.
-    webhookRetry: { maxAttempts: 2, baseDelayMs: 20 },
+    emulator: { webhookRetry: { maxAttempts: 2, baseDelayMs: 20 } },
   });
-  const crm = createCrmSandbox({ storageDir: join(dir, 'crm'), apiKey: CHILD_CRM_API_KEY });
-  const [{ url: liveKitUrl }, { url: crmUrl }] = await Promise.all([emulator.start(), crm.start()]);
+  const { dir, recordingsDir, emulator, crm } = sandboxes;
+  const storeUrl = sandboxes.env.CALLSYNC_STORE!;
+  const port = await freePort();
   emulator.addWebhookUrl(`http://127.0.0.1:${port}/livekit/webhook`);
 
   const env = (overrides: Record<string, string> = {}) => ({
-    LIVEKIT_URL: liveKitUrl,
-    LIVEKIT_API_KEY: CHILD_API_KEY,
-    LIVEKIT_API_SECRET: CHILD_API_SECRET,
-    CRM_BASE_URL: crmUrl,
-    CRM_API_KEY: CHILD_CRM_API_KEY,
+    ...sandboxes.env,
     CALLSYNC_HOST: '127.0.0.1',
     CALLSYNC_PORT: String(port),
-    CALLSYNC_STORE: storeUrl,
-    CALLSYNC_RECORDINGS_DIR: recordingsDir,
-    CALLSYNC_INGEST_TOKEN: CHILD_INGEST_TOKEN,
     LOG_LEVEL: 'info',
     ...options.env,
     ...overrides,
@@ -140,7 +122,7 @@ export async function startChildPipeline(options: ChildPipelineOptions = {}): Pr
       });
       if (created.status !== 201) throw new Error(`POST /v1/calls ${room}: ${created.status}`);
       const callId = created.body.callId as string;
-      const at = (seconds: number) => new Date(Date.now() - 60_000 + seconds * 1000).toISOString();
+      const { at } = callTimes();
       const transcript = await child().api('POST', `/v1/calls/${callId}/transcript`, {
         items: [
           { id: `${room}-1`, role: 'assistant', content: 'Hello, how can I help?', timestamp: at(1) },
@@ -152,7 +134,7 @@ export async function startChildPipeline(options: ChildPipelineOptions = {}): Pr
       const lead = await child().api('POST', `/v1/calls/${callId}/leads`, { leadId, data: { room } });
       if (transcript.status !== 202 || lead.status !== 202)
         throw new Error(`reporting ${room}: transcript ${transcript.status}, lead ${lead.status}`);
-      const egressId = await egressIdOf(emulator, room);
+      const egressId = await egressIdOf(emulator, room, CHILD_WAIT_MS);
       await emulator.waitForEgress(egressId, (info) => info.status === EgressStatus.EGRESS_ACTIVE, {
         timeoutMs: CHILD_WAIT_MS,
       });
@@ -164,20 +146,7 @@ export async function startChildPipeline(options: ChildPipelineOptions = {}): Pr
     },
     async close() {
       await Promise.all(started.map((incarnation) => incarnation.kill()));
-      await emulator.close();
-      await crm.close();
-      await rm(dir, { recursive: true, force: true });
+      await sandboxes.close();
     },
   };
-}
-
-/** The room's egress id, once callsync started it (checked and awaited in one tick: no event missed). */
-export async function egressIdOf(emulator: LiveKitEmulator, room: string): Promise<string> {
-  for (;;) {
-    const [egress] = emulator.listEgress({ roomName: room });
-    if (egress) return egress.egressId;
-    await emulator.waitForEvent('egress:updated', (event) => event.info.roomName === room, {
-      timeoutMs: CHILD_WAIT_MS,
-    });
-  }
 }

@@ -17,6 +17,7 @@ import {
   WebhookReceiver,
 } from 'livekit-server-sdk';
 import type { EgressInfo, EncodedOutputs, WebhookEvent } from 'livekit-server-sdk';
+import { afterEach } from 'vitest';
 import { createLiveKitEmulator } from '../../src/sandbox/livekit/index.ts';
 import type { LiveKitEmulator, LiveKitEmulatorOptions } from '../../src/sandbox/livekit/index.ts';
 import type { ReceivedWebhook, WebhookSink } from './livekit-webhook-sink.ts';
@@ -24,6 +25,10 @@ import { startWebhookSink } from './livekit-webhook-sink.ts';
 
 export const TEST_API_KEY = 'APItestkey';
 export const TEST_API_SECRET = 'test-secret-that-is-long-enough-for-hs256';
+/** The SIP caller of the emulator tests' calls. */
+export const TEST_CALLER = '+15551230000';
+/** 2026-03-01T12:00:00Z: the clock the emulator tests pin (`now`) where times must be exact. */
+export const TEST_REFERENCE_MS = Date.UTC(2026, 2, 1, 12, 0, 0);
 
 /** The output callsync asks for: one audio-only OGG file. */
 export function oggOutput(filepath = 'calls/{room_name}-{time}.ogg'): EncodedOutputs {
@@ -50,11 +55,12 @@ export interface LiveKitHarness {
   close(): Promise<void>;
 }
 
-export async function startLiveKitHarness(
-  options: Partial<LiveKitEmulatorOptions> & {
-    respond?: (delivery: ReceivedWebhook, index: number) => number;
-  } = {},
-): Promise<LiveKitHarness> {
+export type LiveKitHarnessOptions = Partial<LiveKitEmulatorOptions> & {
+  /** The webhook sink's answer to each delivery (an HTTP status). */
+  respond?: (delivery: ReceivedWebhook, index: number) => number;
+};
+
+export async function startLiveKitHarness(options: LiveKitHarnessOptions = {}): Promise<LiveKitHarness> {
   const { respond, ...emulatorOptions } = options;
   const recordingsDir = await mkdtemp(join(tmpdir(), 'livekit-emulator-'));
   const sink = await startWebhookSink(respond ? { respond } : {});
@@ -87,6 +93,22 @@ export async function startLiveKitHarness(
       await sink.close();
       await rm(recordingsDir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * For a test file whose tests each start their own emulator: the function returned starts one,
+ * and an `afterEach` registered here closes every one the test started.
+ */
+export function liveKitHarnessPerTest(): (options?: LiveKitHarnessOptions) => Promise<LiveKitHarness> {
+  const started: LiveKitHarness[] = [];
+  afterEach(async () => {
+    for (const harness of started.splice(0)) await harness.close();
+  });
+  return async (options = {}) => {
+    const harness = await startLiveKitHarness(options);
+    started.push(harness);
+    return harness;
   };
 }
 

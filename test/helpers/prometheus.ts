@@ -13,11 +13,10 @@
  * dashboard and the alerts work.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from './free-port.ts';
 import { vectorSelectors } from './prometheus-promql.ts';
 
 export const PROMETHEUS_BIN = process.env.PROMETHEUS_BIN ?? 'prometheus';
@@ -52,18 +51,6 @@ export async function run(command: string, args: readonly string[], cwd?: string
 
 export function promtool(args: readonly string[], cwd?: string): Promise<RunResult> {
   return run(PROMTOOL_BIN, args, cwd);
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked; Prometheus binds it a moment later). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return address.port;
 }
 
 /**

@@ -2,17 +2,17 @@
  * The `/_emulator/...` JSON endpoints a user scripts the standalone emulator with.
  */
 import { EgressStatus } from 'livekit-server-sdk';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LiveKitHarness } from '../helpers/livekit-emulator-harness.ts';
-import { hasEnded, hasStatus, oggOutput, startLiveKitHarness } from '../helpers/livekit-emulator-harness.ts';
+import {
+  hasEnded,
+  hasStatus,
+  liveKitHarnessPerTest,
+  oggOutput,
+  TEST_CALLER,
+} from '../helpers/livekit-emulator-harness.ts';
 
-const CALLER = '+15551230000';
-
-let h: LiveKitHarness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
+const harness = liveKitHarnessPerTest();
 
 async function control(lk: LiveKitHarness, method: string, path: string, body?: unknown) {
   const response = await fetch(new URL(`/_emulator/${path}`, lk.url), {
@@ -30,15 +30,15 @@ async function control(lk: LiveKitHarness, method: string, path: string, body?: 
 
 describe('LiveKit emulator: HTTP control API', () => {
   it('scripts a whole call: SIP call, behaviour, hang-up, egress and webhook listings', async () => {
-    const lk = (h = await startLiveKitHarness({ departureTimeoutMs: 20, finalizeAfterMs: 0 }));
+    const lk = await harness({ departureTimeoutMs: 20, finalizeAfterMs: 0 });
     const call = await control(lk, 'POST', 'rooms/ctl/sip-calls', {
-      callerNumber: CALLER,
+      callerNumber: TEST_CALLER,
       trunkNumber: '+15550000000',
     });
     expect(call.status).toBe(200);
     expect(call.json).toMatchObject({
       room: { name: 'ctl', num_participants: 2 },
-      caller: { identity: `sip_${CALLER}`, kind: 'SIP', attributes: { 'sip.phoneNumber': CALLER } },
+      caller: { identity: `sip_${TEST_CALLER}`, kind: 'SIP', attributes: { 'sip.phoneNumber': TEST_CALLER } },
       agent: { kind: 'AGENT' },
     });
     expect((await control(lk, 'PUT', 'rooms/ctl/behaviour', { recordingSeconds: 1.5 })).status).toBe(200);
@@ -50,7 +50,7 @@ describe('LiveKit emulator: HTTP control API', () => {
     await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     const closed = lk.emulator.waitForEvent('room:finished');
     const hangUp = await control(lk, 'POST', 'rooms/ctl/hang-up', {});
-    expect(hangUp.json).toMatchObject({ left: [{ identity: `sip_${CALLER}`, state: 'DISCONNECTED' }] });
+    expect(hangUp.json).toMatchObject({ left: [{ identity: `sip_${TEST_CALLER}`, state: 'DISCONNECTED' }] });
     await closed;
     await lk.emulator.waitForEgress(started.egressId, hasEnded);
 
@@ -69,7 +69,7 @@ describe('LiveKit emulator: HTTP control API', () => {
   });
 
   it('creates rooms, adds and removes participants, closes rooms', async () => {
-    const lk = (h = await startLiveKitHarness());
+    const lk = await harness();
     expect((await control(lk, 'POST', 'rooms', { name: 'manual' })).json).toMatchObject({
       room: { name: 'manual' },
     });
@@ -91,7 +91,7 @@ describe('LiveKit emulator: HTTP control API', () => {
   });
 
   it('validates bodies and explains what is wrong', async () => {
-    const lk = (h = await startLiveKitHarness());
+    const lk = await harness();
     const invalid = await control(lk, 'PUT', 'rooms/x/behaviour', { egressOutcome: 'exploded' });
     expect(invalid.status).toBe(400);
     expect(String(invalid.json.error)).toContain('egressOutcome');
@@ -101,7 +101,7 @@ describe('LiveKit emulator: HTTP control API', () => {
   });
 
   it('can be turned off', async () => {
-    const lk = (h = await startLiveKitHarness({ controlApi: false }));
+    const lk = await harness({ controlApi: false });
     const response = await fetch(new URL('/_emulator/rooms', lk.url));
     expect(response.status).toBe(404);
     expect(await response.text()).toBe('404 page not found');

@@ -7,32 +7,21 @@ import { join } from 'node:path';
 import { EgressSourceType } from '@livekit/protocol';
 import type { EgressInfo } from 'livekit-server-sdk';
 import { EgressStatus } from 'livekit-server-sdk';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readOggOpusInfo } from '../../src/audio/ogg-opus.ts';
 import { formatEgressTime } from '../../src/sandbox/livekit/egress-filepath.ts';
 import type { LiveKitHarness } from '../helpers/livekit-emulator-harness.ts';
 import {
   hasEnded,
   hasStatus,
+  liveKitHarnessPerTest,
   oggOutput,
   serverErrorOf,
-  startLiveKitHarness,
+  TEST_CALLER,
+  TEST_REFERENCE_MS,
 } from '../helpers/livekit-emulator-harness.ts';
 
-/** 2026-03-01T12:00:00Z */
-const REFERENCE_TIMESTAMP_MS = Date.UTC(2026, 2, 1, 12, 0, 0);
-const CALLER = '+15551230000';
-
-let h: LiveKitHarness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-
-async function harness(options: Parameters<typeof startLiveKitHarness>[0] = {}): Promise<LiveKitHarness> {
-  h = await startLiveKitHarness(options);
-  return h;
-}
+const harness = liveKitHarnessPerTest();
 
 function startRecording(lk: LiveKitHarness, room: string): Promise<EgressInfo> {
   return lk.egress.startRoomCompositeEgress(room, oggOutput(), { audioOnly: true });
@@ -55,7 +44,7 @@ function recordStatuses(lk: LiveKitHarness): (egressId: string) => EgressStatus[
 describe('LiveKit emulator: egress via EgressClient', () => {
   it('completes with a real Ogg Opus file whose size and duration are what ListEgress reports', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'call-complete', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-complete', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-complete', { recordingSeconds: 4.5 });
 
     const started = await startRecording(lk, 'call-complete');
@@ -101,14 +90,14 @@ describe('LiveKit emulator: egress via EgressClient', () => {
   });
 
   it('records for as long as the egress was ACTIVE on the injected clock, and stamps times from it', async () => {
-    let nowMs = REFERENCE_TIMESTAMP_MS;
+    let nowMs = TEST_REFERENCE_MS;
     const lk = await harness({ now: () => nowMs });
-    lk.emulator.startSipCall({ room: 'call-clock', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-clock', callerNumber: TEST_CALLER });
 
     const started = await startRecording(lk, 'call-clock');
-    expect(started.startedAt).toBe(BigInt(REFERENCE_TIMESTAMP_MS) * 1_000_000n);
+    expect(started.startedAt).toBe(BigInt(TEST_REFERENCE_MS) * 1_000_000n);
     expect(started.fileResults[0]?.filename).toBe(
-      `calls/call-clock-${formatEgressTime(REFERENCE_TIMESTAMP_MS)}.ogg`,
+      `calls/call-clock-${formatEgressTime(TEST_REFERENCE_MS)}.ogg`,
     );
     await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     nowMs += 7_250;
@@ -117,8 +106,8 @@ describe('LiveKit emulator: egress via EgressClient', () => {
     const done = await lk.emulator.waitForEgress(started.egressId, hasEnded);
     const file = done.fileResults[0]!;
     expect(done.status).toBe(EgressStatus.EGRESS_COMPLETE);
-    expect(done.endedAt).toBe(BigInt(REFERENCE_TIMESTAMP_MS + 7_250) * 1_000_000n);
-    expect(file.startedAt).toBe(BigInt(REFERENCE_TIMESTAMP_MS) * 1_000_000n);
+    expect(done.endedAt).toBe(BigInt(TEST_REFERENCE_MS + 7_250) * 1_000_000n);
+    expect(file.startedAt).toBe(BigInt(TEST_REFERENCE_MS) * 1_000_000n);
     expect(file.duration).toBe(7_250_000_000n);
     expect((await readOggOpusInfo(file.location)).durationSeconds).toBeCloseTo(7.25, 3);
   });
@@ -129,12 +118,12 @@ describe('LiveKit emulator: egress via EgressClient', () => {
     lk.emulator.addParticipant({ room: 'call-quiet', identity: 'listener', publishAudio: false });
     const waiting = await startRecording(lk, 'call-quiet');
     // Same activation delay, scheduled later: once it is ACTIVE, the first one's delay is over too.
-    lk.emulator.startSipCall({ room: 'call-busy', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-busy', callerNumber: TEST_CALLER });
     const sentinel = await startRecording(lk, 'call-busy');
     await lk.emulator.waitForEgress(sentinel.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     expect(lk.emulator.getEgress(waiting.egressId)?.status).toBe(EgressStatus.EGRESS_STARTING);
 
-    lk.emulator.startSipCall({ room: 'call-quiet', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-quiet', callerNumber: TEST_CALLER });
     await lk.emulator.waitForEgress(waiting.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
   });
 
@@ -154,7 +143,7 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('fails: FAILED with an error, error code 500, "End reason: Failure" and no file', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'call-failed', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-failed', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-failed', { egressOutcome: 'failed' });
     const started = await startRecording(lk, 'call-failed');
     await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
@@ -174,7 +163,7 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('aborts with "Start signal not received" without ever becoming ACTIVE', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'call-aborted', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-aborted', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-aborted', { egressOutcome: 'aborted' });
     const statusesOf = recordStatuses(lk);
     const started = await startRecording(lk, 'call-aborted');
@@ -196,7 +185,7 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('reaches the session limit: LIMIT_REACHED 413 with the file present; stopping it then is refused', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'call-limit', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-limit', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-limit', {
       egressOutcome: 'limit_reached',
       limitReachedAfterMs: 0,
@@ -225,8 +214,8 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('stuck in ENDING: ListEgress keeps answering ENDING and a second stop returns ENDING again', async () => {
     const lk = await harness({ finalizeAfterMs: 0 });
-    lk.emulator.startSipCall({ room: 'call-stuck', callerNumber: CALLER });
-    lk.emulator.startSipCall({ room: 'call-healthy', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-stuck', callerNumber: TEST_CALLER });
+    lk.emulator.startSipCall({ room: 'call-healthy', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-stuck', { egressOutcome: 'stuck_ending' });
     const stuck = await startRecording(lk, 'call-stuck');
     const healthy = await startRecording(lk, 'call-healthy');
@@ -249,8 +238,8 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('stuck in STARTING: never becomes ACTIVE, and stop aborts it', async () => {
     const lk = await harness({ activateAfterMs: 0 });
-    lk.emulator.startSipCall({ room: 'call-stuck-start', callerNumber: CALLER });
-    lk.emulator.startSipCall({ room: 'call-healthy', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-stuck-start', callerNumber: TEST_CALLER });
+    lk.emulator.startSipCall({ room: 'call-healthy', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-stuck-start', { egressOutcome: 'stuck_starting' });
     const stuck = await startRecording(lk, 'call-stuck-start');
     const healthy = await startRecording(lk, 'call-healthy');
@@ -264,8 +253,8 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('finalizes slowly when the room asks for it', async () => {
     const lk = await harness({ finalizeAfterMs: 0 });
-    lk.emulator.startSipCall({ room: 'call-slow', callerNumber: CALLER });
-    lk.emulator.startSipCall({ room: 'call-fast', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-slow', callerNumber: TEST_CALLER });
+    lk.emulator.startSipCall({ room: 'call-fast', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-slow', { finalizeAfterMs: 500 });
     const slow = await startRecording(lk, 'call-slow');
     const fast = await startRecording(lk, 'call-fast');
@@ -283,7 +272,7 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('refuses to start with 503 unavailable "no response from servers", for as many starts as asked', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'call-no-egress', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-no-egress', callerNumber: TEST_CALLER });
     lk.emulator.setRoomBehaviour('call-no-egress', { failStarts: { error: 'no_response', count: 1 } });
 
     const refused = await serverErrorOf(startRecording(lk, 'call-no-egress'));
@@ -294,7 +283,7 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('answers 412 failed_precondition when stopping a completed egress', async () => {
     const lk = await harness({ finalizeAfterMs: 0 });
-    lk.emulator.startSipCall({ room: 'call-done', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-done', callerNumber: TEST_CALLER });
     const started = await startRecording(lk, 'call-done');
     await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     await lk.egress.stopEgress(started.egressId);
@@ -333,7 +322,7 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('answers 400 invalid_argument for audio_only with video_only, and for a filepath outside the recordings', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'call-invalid', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-invalid', callerNumber: TEST_CALLER });
     const both = lk.egress.startRoomCompositeEgress('call-invalid', oggOutput(), {
       audioOnly: true,
       videoOnly: true,
@@ -356,8 +345,8 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('lists egresses by id, by room and by activity', async () => {
     const lk = await harness({ finalizeAfterMs: 0 });
-    lk.emulator.startSipCall({ room: 'room-a', callerNumber: CALLER });
-    lk.emulator.startSipCall({ room: 'room-b', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'room-a', callerNumber: TEST_CALLER });
+    lk.emulator.startSipCall({ room: 'room-b', callerNumber: TEST_CALLER });
     const a1 = await startRecording(lk, 'room-a');
     const a2 = await startRecording(lk, 'room-a');
     const b1 = await startRecording(lk, 'room-b');
@@ -377,7 +366,7 @@ describe('LiveKit emulator: egress via EgressClient', () => {
 
   it('ends the egress with "Source closed" when the room is deleted, and still completes the file', async () => {
     const lk = await harness({ finalizeAfterMs: 0 });
-    lk.emulator.startSipCall({ room: 'call-deleted', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-deleted', callerNumber: TEST_CALLER });
     const started = await startRecording(lk, 'call-deleted');
     await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
 

@@ -12,37 +12,26 @@ import {
   RoomEndReason,
 } from '@livekit/protocol';
 import { EgressStatus } from 'livekit-server-sdk';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { LiveKitHarness } from '../helpers/livekit-emulator-harness.ts';
+import { describe, expect, it } from 'vitest';
 import {
   hasEnded,
   hasStatus,
+  liveKitHarnessPerTest,
   oggOutput,
   serverErrorOf,
-  startLiveKitHarness,
+  TEST_CALLER,
+  TEST_REFERENCE_MS,
 } from '../helpers/livekit-emulator-harness.ts';
 
-/** 2026-03-01T12:00:00Z */
-const REFERENCE_TIMESTAMP_MS = Date.UTC(2026, 2, 1, 12, 0, 0);
-const CALLER = '+15551230000';
 const TRUNK = '+15557650000';
 /** Small enough to keep the run fast; the hang-up tests await the close, never sleep. */
 const TEST_DEPARTURE_TIMEOUT_MS = 30;
 
-let h: LiveKitHarness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-
-async function harness(options: Parameters<typeof startLiveKitHarness>[0] = {}): Promise<LiveKitHarness> {
-  h = await startLiveKitHarness(options);
-  return h;
-}
+const harness = liveKitHarnessPerTest();
 
 describe('LiveKit emulator: rooms via RoomServiceClient', () => {
   it('creates rooms idempotently, lists them and deletes them', async () => {
-    const lk = await harness({ now: () => REFERENCE_TIMESTAMP_MS });
+    const lk = await harness({ now: () => TEST_REFERENCE_MS });
     const created = await lk.rooms.createRoom({
       name: 'room-1',
       departureTimeout: 5,
@@ -55,8 +44,8 @@ describe('LiveKit emulator: rooms via RoomServiceClient', () => {
       emptyTimeout: 300,
       metadata: '{"campaign":"c1"}',
     });
-    expect(created.creationTime).toBe(BigInt(REFERENCE_TIMESTAMP_MS / 1000));
-    expect(created.creationTimeMs).toBe(BigInt(REFERENCE_TIMESTAMP_MS));
+    expect(created.creationTime).toBe(BigInt(TEST_REFERENCE_MS / 1000));
+    expect(created.creationTimeMs).toBe(BigInt(TEST_REFERENCE_MS));
     expect((await lk.rooms.createRoom({ name: 'room-1' })).sid).toBe(created.sid);
     await lk.rooms.createRoom({ name: 'room-2' });
 
@@ -83,17 +72,21 @@ describe('LiveKit emulator: rooms via RoomServiceClient', () => {
 
   it('lists SIP callers and agents with their kinds and SIP attributes', async () => {
     const lk = await harness();
-    const call = lk.emulator.startSipCall({ room: 'sip-room', callerNumber: CALLER, trunkNumber: TRUNK });
+    const call = lk.emulator.startSipCall({
+      room: 'sip-room',
+      callerNumber: TEST_CALLER,
+      trunkNumber: TRUNK,
+    });
 
     const participants = await lk.rooms.listParticipants('sip-room');
     expect(participants.map((p) => [p.identity, p.kind])).toEqual([
-      [`sip_${CALLER}`, ParticipantInfo_Kind.SIP],
+      [`sip_${TEST_CALLER}`, ParticipantInfo_Kind.SIP],
       [call.agent?.identity, ParticipantInfo_Kind.AGENT],
     ]);
-    const caller = await lk.rooms.getParticipant('sip-room', `sip_${CALLER}`);
+    const caller = await lk.rooms.getParticipant('sip-room', `sip_${TEST_CALLER}`);
     expect(caller.sid).toMatch(/^PA_/);
     expect(caller.attributes).toMatchObject({
-      'sip.phoneNumber': CALLER,
+      'sip.phoneNumber': TEST_CALLER,
       'sip.trunkPhoneNumber': TRUNK,
       'sip.callStatus': 'active',
     });
@@ -108,8 +101,8 @@ describe('LiveKit emulator: rooms via RoomServiceClient', () => {
 
   it('removes a participant on request and tells the webhook receivers', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'kick', callerNumber: CALLER, agent: false });
-    await lk.rooms.removeParticipant('kick', `sip_${CALLER}`);
+    lk.emulator.startSipCall({ room: 'kick', callerNumber: TEST_CALLER, agent: false });
+    await lk.rooms.removeParticipant('kick', `sip_${TEST_CALLER}`);
     expect(await lk.rooms.listParticipants('kick')).toEqual([]);
 
     await lk.emulator.webhooksIdle();
@@ -118,14 +111,14 @@ describe('LiveKit emulator: rooms via RoomServiceClient', () => {
     );
     const left = events.find((event) => event.event === 'participant_left');
     expect(left?.participant).toMatchObject({
-      identity: `sip_${CALLER}`,
+      identity: `sip_${TEST_CALLER}`,
       disconnectReason: DisconnectReason.PARTICIPANT_REMOVED,
     });
   });
 
   it('closes the room after the departure timeout once the SIP caller hangs up, ending the egress', async () => {
     const lk = await harness({ departureTimeoutMs: TEST_DEPARTURE_TIMEOUT_MS, finalizeAfterMs: 0 });
-    lk.emulator.startSipCall({ room: 'hangup', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'hangup', callerNumber: TEST_CALLER });
     const started = await lk.egress.startRoomCompositeEgress('hangup', oggOutput(), { audioOnly: true });
     await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
     const roomFinished = lk.emulator.waitForEvent('room:finished', ({ room }) => room.name === 'hangup');
@@ -165,11 +158,11 @@ describe('LiveKit emulator: rooms via RoomServiceClient', () => {
 
   it('keeps the room open when the caller comes back before the departure timeout', async () => {
     const lk = await harness({ departureTimeoutMs: TEST_DEPARTURE_TIMEOUT_MS });
-    lk.emulator.startSipCall({ room: 'comeback', callerNumber: CALLER });
-    lk.emulator.startSipCall({ room: 'gone', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'comeback', callerNumber: TEST_CALLER });
+    lk.emulator.startSipCall({ room: 'gone', callerNumber: TEST_CALLER });
 
     lk.emulator.hangUp({ room: 'comeback' });
-    lk.emulator.startSipCall({ room: 'comeback', callerNumber: CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'comeback', callerNumber: TEST_CALLER, agent: false });
     // Hung up later with the same timeout: when it closes, the first room's timer would have fired.
     lk.emulator.hangUp({ room: 'gone' });
     await lk.emulator.waitForEvent('room:finished', ({ room }) => room.name === 'gone');

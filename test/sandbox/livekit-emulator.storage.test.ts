@@ -16,7 +16,7 @@ import { CRC32C } from '@google-cloud/storage';
 import { AzureBlobUpload, GCPUpload, S3Upload } from '@livekit/protocol';
 import type { EgressInfo, EncodedFileOutput, EncodedOutputs } from 'livekit-server-sdk';
 import { EgressStatus, EncodedFileOutput as FileOutput, EncodedFileType } from 'livekit-server-sdk';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readOggOpusInfo } from '../../src/audio/ogg-opus.ts';
 import { egressLocation } from '../../src/sandbox/livekit/egress-storage.ts';
 import type { UploadTarget } from '../../src/sandbox/livekit/egress-storage.ts';
@@ -25,9 +25,11 @@ import type { LiveKitHarness } from '../helpers/livekit-emulator-harness.ts';
 import {
   hasEnded,
   hasStatus,
+  type LiveKitHarnessOptions,
+  liveKitHarnessPerTest,
   oggOutput,
   serverErrorOf,
-  startLiveKitHarness,
+  TEST_CALLER,
 } from '../helpers/livekit-emulator-harness.ts';
 import type { AzuriteTestServer, GcsTestServer, S3TestServer } from '../helpers/storage-servers.ts';
 import {
@@ -45,7 +47,6 @@ import {
   startS3rver,
 } from '../helpers/storage-servers.ts';
 
-const CALLER = '+15551230000';
 const RECORDING_SECONDS = 3;
 /** s3rver checks the access-key id only; this secret must still never show up outside the emulator. */
 const S3_SECRET = 'secret-that-must-stay-in-the-request';
@@ -64,20 +65,9 @@ afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-let h: LiveKitHarness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-
-async function harness(options: Parameters<typeof startLiveKitHarness>[0] = {}): Promise<LiveKitHarness> {
-  h = await startLiveKitHarness({
-    gcsEndpoint: gcs.endpoint,
-    azureBlobEndpoint: azurite.blobEndpoint,
-    ...options,
-  });
-  return h;
-}
+const start = liveKitHarnessPerTest();
+const harness = (options: LiveKitHarnessOptions = {}) =>
+  start({ gcsEndpoint: gcs.endpoint, azureBlobEndpoint: azurite.blobEndpoint, ...options });
 
 /** How egress v1.14 encodes a key in `location`: each path segment percent-encoded. */
 function encodedKey(key: string): string {
@@ -114,7 +104,7 @@ async function recordCall(
   behaviour: Parameters<LiveKitHarness['emulator']['setRoomBehaviour']>[1] = {},
   { stop = true }: { stop?: boolean } = {},
 ): Promise<{ started: EgressInfo; ended: EgressInfo }> {
-  lk.emulator.startSipCall({ room, callerNumber: CALLER });
+  lk.emulator.startSipCall({ room, callerNumber: TEST_CALLER });
   lk.emulator.setRoomBehaviour(room, { recordingSeconds: RECORDING_SECONDS, ...behaviour });
   const started = await lk.egress.startRoomCompositeEgress(room, outputs, { audioOnly: true });
   if (stop) {
@@ -516,7 +506,7 @@ describe('LiveKit emulator: egress to cloud storage', () => {
 
   it('Cloud mode refuses a file output without storage: 400 invalid_argument "…field: output"', async () => {
     const lk = await harness({ requireStorage: true });
-    lk.emulator.startSipCall({ room: 'call-cloud', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'call-cloud', callerNumber: TEST_CALLER });
     const refused = await serverErrorOf(
       lk.egress.startRoomCompositeEgress('call-cloud', oggOutput(), { audioOnly: true }),
     );

@@ -11,28 +11,18 @@ import {
 } from '@livekit/protocol';
 import type { VideoGrant } from 'livekit-server-sdk';
 import { AccessToken, EgressClient, RoomServiceClient } from 'livekit-server-sdk';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LiveKitHarness } from '../helpers/livekit-emulator-harness.ts';
 import {
-  TEST_API_KEY,
-  TEST_API_SECRET,
+  liveKitHarnessPerTest,
   oggOutput,
   serverErrorOf,
-  startLiveKitHarness,
+  TEST_API_KEY,
+  TEST_API_SECRET,
+  TEST_CALLER,
 } from '../helpers/livekit-emulator-harness.ts';
 
-const CALLER = '+15551230000';
-
-let h: LiveKitHarness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-
-async function harness(): Promise<LiveKitHarness> {
-  h = await startLiveKitHarness();
-  return h;
-}
+const harness = liveKitHarnessPerTest();
 
 async function tokenWith(
   grant: VideoGrant,
@@ -68,7 +58,7 @@ async function twirp(
 describe('LiveKit emulator: Twirp wire format', () => {
   it('answers snake_case protojson with every default emitted, int64 as strings, enums as names', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'wire', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'wire', callerNumber: TEST_CALLER });
     const response = await twirp(lk, '/twirp/livekit.Egress/StartRoomCompositeEgress', {
       contentType: 'application/json;charset=UTF-8',
       authorization: `Bearer ${await tokenWith({ roomRecord: true })}`,
@@ -100,7 +90,7 @@ describe('LiveKit emulator: Twirp wire format', () => {
 
   it('accepts snake_case request bodies and enum numbers, like Go protojson', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'snake', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'snake', callerNumber: TEST_CALLER });
     const response = await twirp(lk, '/twirp/livekit.Egress/StartRoomCompositeEgress', {
       contentType: 'application/json',
       authorization: `Bearer ${await tokenWith({ roomRecord: true })}`,
@@ -117,7 +107,7 @@ describe('LiveKit emulator: Twirp wire format', () => {
 
   it('speaks application/protobuf too', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'proto', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'proto', callerNumber: TEST_CALLER });
     const started = await lk.egress.startRoomCompositeEgress('proto', oggOutput(), { audioOnly: true });
     const response = await fetch(new URL('/twirp/livekit.Egress/ListEgress', lk.url), {
       method: 'POST',
@@ -205,7 +195,7 @@ describe('LiveKit emulator: Twirp wire format', () => {
 
   it('answers 400 invalid_argument for more than one file output', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'two-files', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'two-files', callerNumber: TEST_CALLER });
     const request = new RoomCompositeEgressRequest({
       roomName: 'two-files',
       audioOnly: true,
@@ -289,8 +279,8 @@ describe('LiveKit emulator: authentication', () => {
 
   it('lets roomAdmin act on the room named in the token only', async () => {
     const lk = await harness();
-    lk.emulator.startSipCall({ room: 'mine', callerNumber: CALLER });
-    lk.emulator.startSipCall({ room: 'theirs', callerNumber: CALLER });
+    lk.emulator.startSipCall({ room: 'mine', callerNumber: TEST_CALLER });
+    lk.emulator.startSipCall({ room: 'theirs', callerNumber: TEST_CALLER });
     const adminOfMine = new RoomServiceClient(lk.url, undefined, undefined, {
       token: await tokenWith({ roomAdmin: true, room: 'mine' }),
     });

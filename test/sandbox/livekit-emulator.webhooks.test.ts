@@ -9,34 +9,26 @@ import { EgressStatus, WebhookConfig, WebhookReceiver } from 'livekit-server-sdk
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LiveKitHarness } from '../helpers/livekit-emulator-harness.ts';
 import {
-  TEST_API_KEY,
-  TEST_API_SECRET,
   hasEnded,
   hasStatus,
+  liveKitHarnessPerTest,
   oggOutput,
-  startLiveKitHarness,
+  TEST_API_KEY,
+  TEST_API_SECRET,
+  TEST_CALLER,
+  TEST_REFERENCE_MS,
 } from '../helpers/livekit-emulator-harness.ts';
 import type { WebhookSink } from '../helpers/livekit-webhook-sink.ts';
 import { startWebhookSink } from '../helpers/livekit-webhook-sink.ts';
 
-/** 2026-03-01T12:00:00Z */
-const REFERENCE_TIMESTAMP_MS = Date.UTC(2026, 2, 1, 12, 0, 0);
-const CALLER = '+15551230000';
 const WEBHOOK_TOKEN_VALIDITY_SECONDS = 300;
 
-let h: LiveKitHarness | undefined;
+const harness = liveKitHarnessPerTest();
 let extraSink: WebhookSink | undefined;
 afterEach(async () => {
-  await h?.close();
   await extraSink?.close();
-  h = undefined;
   extraSink = undefined;
 });
-
-async function harness(options: Parameters<typeof startLiveKitHarness>[0] = {}): Promise<LiveKitHarness> {
-  h = await startLiveKitHarness(options);
-  return h;
-}
 
 function jwtClaims(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<
@@ -57,7 +49,7 @@ async function nextEvents(lk: LiveKitHarness, count: number): Promise<WebhookEve
 
 /** Runs a call's egress from start to COMPLETE. */
 async function recordCall(lk: LiveKitHarness, room: string): Promise<string> {
-  lk.emulator.startSipCall({ room, callerNumber: CALLER, agent: false });
+  lk.emulator.startSipCall({ room, callerNumber: TEST_CALLER, agent: false });
   const started = await lk.egress.startRoomCompositeEgress(room, oggOutput(), { audioOnly: true });
   await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
   await lk.egress.stopEgress(started.egressId);
@@ -67,7 +59,7 @@ async function recordCall(lk: LiveKitHarness, room: string): Promise<string> {
 
 describe('LiveKit emulator: webhook format and signature', () => {
   it('POSTs camelCase JSON with a raw JWT whose sha256 claim covers the exact body', async () => {
-    const lk = await harness({ now: () => REFERENCE_TIMESTAMP_MS });
+    const lk = await harness({ now: () => TEST_REFERENCE_MS });
     lk.emulator.createRoom({ name: 'signed' });
 
     const { delivery, event } = await lk.nextEvent();
@@ -84,7 +76,7 @@ describe('LiveKit emulator: webhook format and signature', () => {
 
     expect(event.event).toBe('room_started');
     expect(event.id).toMatch(/^EV_[A-Za-z0-9]{12}$/);
-    expect(event.createdAt).toBe(BigInt(REFERENCE_TIMESTAMP_MS / 1000));
+    expect(event.createdAt).toBe(BigInt(TEST_REFERENCE_MS / 1000));
     expect(event.room?.name).toBe('signed');
     const body = JSON.parse(delivery.rawBody) as Record<string, unknown>;
     expect(body).toHaveProperty('createdAt');
@@ -118,7 +110,11 @@ describe('LiveKit emulator: webhook format and signature', () => {
 
   it('announces a caller as participant_joined, then track_published with its microphone track', async () => {
     const lk = await harness();
-    const { room, caller } = lk.emulator.startSipCall({ room: 'tracks', callerNumber: CALLER, agent: false });
+    const { room, caller } = lk.emulator.startSipCall({
+      room: 'tracks',
+      callerNumber: TEST_CALLER,
+      agent: false,
+    });
 
     const [started, joined, published] = await nextEvents(lk, 3);
     expect(started?.event).toBe('room_started');
@@ -175,7 +171,7 @@ describe('LiveKit emulator: webhook delivery', () => {
       webhookRetry: { maxAttempts: 3, baseDelayMs: 1 },
     });
     const failed = lk.emulator.waitForEvent('webhook:failed');
-    lk.emulator.startSipCall({ room: 'lost', callerNumber: CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'lost', callerNumber: TEST_CALLER, agent: false });
 
     expect(await failed).toMatchObject({ name: 'room_started', attempts: 3, error: 'HTTP 503' });
     const attempts = [await lk.sink.next(), await lk.sink.next(), await lk.sink.next()];
@@ -189,8 +185,8 @@ describe('LiveKit emulator: webhook delivery', () => {
     lk.emulator.setRoomBehaviour('silent', { webhooks: { drop: true } });
     const dropped = lk.emulator.waitForEvent('webhook:dropped', (w) => w.roomName === 'quiet');
 
-    lk.emulator.startSipCall({ room: 'silent', callerNumber: CALLER, agent: false });
-    lk.emulator.startSipCall({ room: 'quiet', callerNumber: CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'silent', callerNumber: TEST_CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'quiet', callerNumber: TEST_CALLER, agent: false });
     lk.emulator.hangUp({ room: 'quiet' });
 
     // Deliveries to one URL are ordered, so nothing was skipped in between.
@@ -205,7 +201,7 @@ describe('LiveKit emulator: webhook delivery', () => {
   it('duplicates events with the same id and body', async () => {
     const lk = await harness();
     lk.emulator.setRoomBehaviour('twice', { webhooks: { duplicate: ['room_started'] } });
-    lk.emulator.startSipCall({ room: 'twice', callerNumber: CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'twice', callerNumber: TEST_CALLER, agent: false });
 
     const [first, second, third] = [await lk.nextEvent(), await lk.nextEvent(), await lk.nextEvent()];
     expect(second?.delivery.rawBody).toBe(first?.delivery.rawBody);
@@ -218,7 +214,7 @@ describe('LiveKit emulator: webhook delivery', () => {
     const lk = await harness();
     lk.emulator.setRoomBehaviour('slow', { webhooks: { delayMs: { room_started: 50 } } });
     const delayed = lk.emulator.waitForEvent('webhook:delayed');
-    lk.emulator.startSipCall({ room: 'slow', callerNumber: CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'slow', callerNumber: TEST_CALLER, agent: false });
 
     expect(await delayed).toMatchObject({ name: 'room_started', delayMs: 50 });
     expect(lk.sink.received).toEqual([]);
@@ -266,7 +262,7 @@ describe('LiveKit emulator: webhook delivery', () => {
     lk.emulator.setRoomBehaviour('held', {
       webhooks: { hold: [{ event: 'room_started', until: 'room_finished' }] },
     });
-    lk.emulator.startSipCall({ room: 'held', callerNumber: CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'held', callerNumber: TEST_CALLER, agent: false });
     expect((await nextEvents(lk, 2)).map((e) => e.event)).toEqual(['participant_joined', 'track_published']);
 
     lk.emulator.releaseHeldWebhooks('held');
@@ -278,7 +274,7 @@ describe('LiveKit emulator: webhook delivery', () => {
     const secondSecret = 'second-secret-second-secret-second-secret';
     const lk = await harness({ keys: { [TEST_API_KEY]: TEST_API_SECRET, [secondKey]: secondSecret } });
     extraSink = await startWebhookSink();
-    lk.emulator.startSipCall({ room: 'own-hooks', callerNumber: CALLER, agent: false });
+    lk.emulator.startSipCall({ room: 'own-hooks', callerNumber: TEST_CALLER, agent: false });
     const started = await lk.egress.startRoomCompositeEgress('own-hooks', oggOutput(), {
       audioOnly: true,
       webhooks: [new WebhookConfig({ url: extraSink.url, signingKey: secondKey })],

@@ -2,7 +2,6 @@
  * The per-call egress client against the LiveKit emulator, through the real livekit-server-sdk:
  * every egress path, the error classification (code + retryable) and the closed-client fence.
  */
-import { createServer } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CallEgressClient, LiveKitError } from '../../src/services/egress.client.ts';
 import { LocalRecordingStorage } from '../../src/services/storage/index.ts';
@@ -15,6 +14,7 @@ import {
   startLiveKitHarness,
   type LiveKitHarness,
 } from '../helpers/livekit-emulator-harness.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 let lk: LiveKitHarness;
 let client: CallEgressClient;
@@ -171,12 +171,7 @@ describe('CallEgressClient', () => {
   });
 
   it('calls a refused connection a retryable network error', async () => {
-    const port = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const { port: freePort } = server.address() as { port: number };
-        server.close(() => resolve(freePort));
-      });
-    });
+    const port = await freePort();
     const offline = new CallEgressClient({
       url: `http://127.0.0.1:${port}`,
       apiKey: TEST_API_KEY,

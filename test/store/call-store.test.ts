@@ -4,24 +4,14 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import type { CallStore, NewCall, SnapshotUpdate } from '../../src/store/call-store.ts';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { createCallStore } from '../../src/store/open-store.ts';
+import { postgresSchemas } from '../helpers/postgres-schemas.ts';
 
-/** The machines' PostgreSQL (trust auth, database `test`); each test gets its own schema. */
-const POSTGRES_URL = process.env.CALLSYNC_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const schemas: string[] = [];
-afterAll(async () => {
-  if (schemas.length === 0) return;
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await client.end();
-});
+/** The machines' PostgreSQL; each test gets its own schema. */
+const schemas = postgresSchemas('callsync_test');
+afterAll(() => schemas.dropAll());
 function postgresStore(): CallStore {
-  const schema = `callsync_test_${randomBytes(6).toString('hex')}`;
-  schemas.push(schema);
-  return createCallStore(`${POSTGRES_URL}?schema=${schema}`);
+  return createCallStore(schemas.storeUrl());
 }
 
 const newCall = (overrides: Partial<NewCall> = {}): NewCall => ({

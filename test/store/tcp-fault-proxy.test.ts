@@ -8,20 +8,19 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { POSTGRES_URL } from '../helpers/postgres-schemas.ts';
 import { startTcpFaultProxy, type TcpFaultProxy } from '../helpers/tcp-fault-proxy.ts';
 
 /** The machines' PostgreSQL (trust auth, database `test`). */
-const POSTGRES_URL = new URL(
-  process.env.CALLSYNC_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-);
+const POSTGRES = new URL(POSTGRES_URL);
 
 let proxy: TcpFaultProxy;
 const cleanups: (() => Promise<unknown> | undefined)[] = [];
 
 beforeEach(async () => {
   proxy = await startTcpFaultProxy({
-    targetHost: POSTGRES_URL.hostname,
-    targetPort: Number(POSTGRES_URL.port || 5432),
+    targetHost: POSTGRES.hostname,
+    targetPort: Number(POSTGRES.port || 5432),
   });
 });
 afterEach(async () => {
@@ -77,7 +76,7 @@ const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 describe('the TCP fault proxy in front of PostgreSQL', () => {
   it('forwards a whole session, a large answer included, from an ephemeral port', async () => {
     expect(proxy.port).toBeGreaterThan(0);
-    expect(proxy.port).not.toBe(Number(POSTGRES_URL.port || 5432));
+    expect(proxy.port).not.toBe(Number(POSTGRES.port || 5432));
     expect(proxy.mode).toBe('pass');
     const c = await connected();
     expect(await selectOne(c)).toBe(1);
@@ -139,7 +138,7 @@ describe('the TCP fault proxy in front of PostgreSQL', () => {
 
   it('blackhole: what a client sent before giving up never reaches the server', async () => {
     const table = `tcp_fault_proxy_${randomBytes(6).toString('hex')}`;
-    const direct = new pg.Client({ connectionString: POSTGRES_URL.toString() });
+    const direct = new pg.Client({ connectionString: POSTGRES_URL });
     await direct.connect();
     cleanups.push(async () => {
       await direct.query(`DROP TABLE IF EXISTS ${table}`);
