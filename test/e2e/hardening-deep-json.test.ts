@@ -10,12 +10,7 @@
  * stack on it), and 5,000 levels (where it overflowed while retrying, for days).
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  PERSONA_CONFIG,
-  startCallsyncHarness,
-  type ApiAnswer,
-  type CallsyncHarness,
-} from '../helpers/callsync-harness.ts';
+import { startCallsyncHarness, type ApiAnswer, type CallsyncHarness } from '../helpers/callsync-harness.ts';
 import { watchFinished } from '../helpers/finished-calls.ts';
 import { postgresSchemas } from '../helpers/postgres-schemas.ts';
 
@@ -82,14 +77,7 @@ async function expectDelivered(harness: CallsyncHarness, callId: string): Promis
 async function deliverControlCall(harness: CallsyncHarness): Promise<void> {
   const room = 'room-control';
   harness.startLiveKitCall(room);
-  const created = await harness.api('POST', '/v1/calls', {
-    roomName: room,
-    callerNumber: '+918655066243',
-    config: PERSONA_CONFIG,
-    startedAt: at(0),
-  });
-  expect(created.status).toBe(201);
-  const callId = created.body.callId as string;
+  const callId = await harness.createCall(room, { startedAt: at(0) });
   expect(
     (await harness.api('POST', `/v1/calls/${callId}/transcript`, `{"items":[${itemJson('c1')}]}`)).status,
   ).toBe(202);

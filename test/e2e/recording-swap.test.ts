@@ -122,14 +122,7 @@ describe('the recording swapped for a link out of the root during the read', () 
       const room = `room-swap-${index}`;
       const finished = watchFinished(h.app.supervisor);
       h.startLiveKitCall(room);
-      const created = await h.api('POST', '/v1/calls', {
-        roomName: room,
-        callerNumber: '+918655066243',
-        config: PERSONA_CONFIG,
-        startedAt: at(0),
-      });
-      expect(created.status).toBe(201);
-      const callId = created.body.callId as string;
+      const callId = await h.createCall(room, { startedAt: at(0) });
       await h.api('POST', `/v1/calls/${callId}/transcript`, {
         items: [{ id: `${room}-1`, role: 'user', content: 'hello', timestamp: at(2) }],
       });
