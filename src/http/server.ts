@@ -12,7 +12,7 @@
  *   or later; events for calls already accepted are still taken.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -132,7 +132,21 @@ export function buildHttpServer(options: HttpServerOptions) {
     clearTimeout(awaitingFirstRequest.get(request.socket));
     awaitingFirstRequest.delete(request.socket);
   });
+  // Closing reaps the connections idle at that moment; one whose request was still in flight
+  // would stay open after its answer until the client drops it (undici keeps it for the whole
+  // keep-alive window, 64 s), holding up a drain. So once closing, each answer goes out with
+  // `Connection: close` and its socket is reaped as soon as it is idle.
+  let closing = false;
+  app.server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
+    response.once('finish', () => {
+      if (closing) setImmediate(() => app.server.closeIdleConnections());
+    });
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   app.addHook('preClose', (done) => {
+    closing = true;
     for (const socket of awaitingFirstRequest.keys()) socket.destroy();
     done();
   });
