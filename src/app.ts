@@ -15,6 +15,7 @@ import { createMetricsRecorder } from './metrics/metrics.recorder.ts';
 import { withStoreMetrics } from './metrics/metrics.store.ts';
 import { createCrmEffects, createLiveKitEffects } from './services/call-effects.ts';
 import { createCrmClient, type CrmClient } from './services/crm.client.ts';
+import { guardCrmEffects, guardLiveKitEffects } from './services/lease-guard.ts';
 import { LiveKitWebhookVerifier } from './services/livekit-webhook.ts';
 import { createRecordingStorage, type RecordingStorage } from './services/storage/index.ts';
 import { createCallStore } from './store/open-store.ts';
@@ -98,12 +99,23 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     activeCallsByState: () => supervisor.activeCallsByState(),
     oldestCallAgeSecondsByState: () => supervisor.oldestCallAgeSecondsByState(),
     failedCallsWaiting: () => supervisor.failedCallsWaiting(),
+    callsOwned: () => supervisor.liveCallCount,
   });
   const recorder = createMetricsRecorder(metrics);
   const store = withStoreMetrics(
-    createCallStore(config.store.url, { timeoutMs: config.store.timeoutMs }),
+    createCallStore(config.store.url, {
+      timeoutMs: config.store.timeoutMs,
+      fleet: {
+        instanceId: config.fleet.instanceId,
+        leaseMs: config.fleet.leaseSeconds * 1000,
+        time,
+        logger,
+      },
+    }),
     recorder,
   );
+  // In a fleet, no request goes to LiveKit or the CRM unless this instance trusts its lease.
+  const trusted = () => store.fleet?.trusted() ?? true;
   const crm: CrmClient = createCrmClient({
     baseUrl: config.crm.baseUrl,
     apiKey: config.crm.apiKey,
@@ -111,14 +123,17 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
   });
   const storage = createRecordingStorage(config.egressStorage);
   const logic = createCallLogic({
-    liveKit: createLiveKitEffects({
-      url: config.liveKit.url,
-      apiKey: config.liveKit.apiKey,
-      apiSecret: config.liveKit.apiSecret,
-      recordingFilepath: config.recordingFilepath,
-      upload: storage.egressUpload,
-    }),
-    crm: createCrmEffects({ crm, storage }),
+    liveKit: guardLiveKitEffects(
+      createLiveKitEffects({
+        url: config.liveKit.url,
+        apiKey: config.liveKit.apiKey,
+        apiSecret: config.liveKit.apiSecret,
+        recordingFilepath: config.recordingFilepath,
+        upload: storage.egressUpload,
+      }),
+      trusted,
+    ),
+    crm: guardCrmEffects(createCrmEffects({ crm, storage }), trusted),
     time,
     onCloseError: (error, call) =>
       logger.warn({ err: error, callId: call.callId }, 'LiveKit client close failed'),
@@ -148,6 +163,18 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     readiness: [
       { name: 'store', check: () => Promise.resolve(supervisor.storeStatus()) },
       { name: 'storage', check: storageProbe(storage) },
+      {
+        name: 'fleet lease',
+        check: () =>
+          Promise.resolve(
+            trusted()
+              ? { ok: true as const }
+              : {
+                  ok: false as const,
+                  message: 'the fleet lease is not renewed; calls go to other instances',
+                },
+          ),
+      },
     ],
     connectionLimits: options.connectionLimits,
   });

@@ -7,6 +7,7 @@
  * marked "tuning" are ours, with defaults sized for the 30-second delivery target.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import type { EgressStorageSettings, StorageSettings } from './services/storage/storage-settings.ts';
 
@@ -129,6 +130,18 @@ const envSchema = z.object({
     .int('must be a whole number of milliseconds')
     .positive('must be a positive number of milliseconds')
     .default(5_000),
+  // a fleet (PostgreSQL)
+  /** This supervisor's name in a fleet: logs, metrics and call ownership. */
+  CALLSYNC_INSTANCE_ID: z
+    .string()
+    .trim()
+    .regex(/^[\w.:@-]{1,128}$/, 'must be 1–128 letters, digits or . _ : @ -')
+    .optional(),
+  /** How long a supervisor that stopped renewing keeps its calls before another takes them over. */
+  CALLSYNC_LEASE_SECONDS: positiveSeconds
+    .min(1, 'must be at least 1 second (renewals run every fifth of it)')
+    .max(300, 'must be at most 300 seconds (a dead instance keeps its calls that long)')
+    .default(5),
 });
 
 export interface Config {
@@ -136,6 +149,8 @@ export interface Config {
   crm: { baseUrl: string; apiKey: string | undefined };
   http: { host: string; port: number; ingestToken: string | undefined };
   store: { url: string; timeoutMs: number };
+  /** Used when the store is PostgreSQL: several supervisors may share it. */
+  fleet: { instanceId: string; leaseSeconds: number };
   recordingsDir: string;
   /** Where the egress writes recordings and callsync reads them back. Holds secrets: never log it. */
   egressStorage: EgressStorageSettings;
@@ -179,6 +194,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     crm: { baseUrl: e.CRM_BASE_URL, apiKey: e.CRM_API_KEY },
     http: { host: e.CALLSYNC_HOST, port: e.CALLSYNC_PORT, ingestToken: e.CALLSYNC_INGEST_TOKEN },
     store: { url: e.CALLSYNC_STORE, timeoutMs: e.CALLSYNC_STORE_TIMEOUT_MS },
+    fleet: {
+      instanceId: e.CALLSYNC_INSTANCE_ID ?? `${hostname()}-${process.pid}`,
+      leaseSeconds: e.CALLSYNC_LEASE_SECONDS,
+    },
     recordingsDir: e.CALLSYNC_RECORDINGS_DIR,
     recordingFilepath: e.CALLSYNC_RECORDING_FILEPATH,
     uploadTargetSeconds: e.CALLSYNC_UPLOAD_TARGET_SECONDS,

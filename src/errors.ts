@@ -92,6 +92,11 @@ export const API_ERROR_STATUS = {
   NOT_READY: 503,
   /** The call store cannot take the write now; nothing was accepted, send again. */
   STORE_UNAVAILABLE: 503,
+  /**
+   * In a fleet: the event is logged, but the instance driving the call has not decided on it in
+   * time (it is being taken over). Sending it again is safe: a repeated item or lead is ignored.
+   */
+  CALL_OWNER_UNAVAILABLE: 503,
 } as const satisfies Record<string, number>;
 
 export type ApiErrorCode = keyof typeof API_ERROR_STATUS;

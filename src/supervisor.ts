@@ -43,7 +43,15 @@ import type { TimeSource } from './machines/timer.actor.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
 import { egressOutcomeOf } from './services/call-effects.ts';
 import type { LiveKitWebhook } from './services/livekit-webhook.ts';
-import { StoreUnavailableError, type CallRow, type CallStore, type StoredEvent } from './store/call-store.ts';
+import {
+  StoreUnavailableError,
+  type CallFleet,
+  type CallRow,
+  type CallStore,
+  type FleetNote,
+  type HandledEvent,
+  type StoredEvent,
+} from './store/call-store.ts';
 import type {
   CallApi,
   CallListQuery,
@@ -57,6 +65,7 @@ import { createCallObserver, type CallFinishedEvent, type CallObserver } from '.
 import { CALL_STATE_NAMES, callStateOf, callStatusOf, contextOf } from './supervisor/call-state.ts';
 import { callDetailViewOf, callViewOf, type CallDetailView, type CallView } from './supervisor/call-view.ts';
 import { StoreWriter } from './supervisor/store-writer.ts';
+import { OutcomeWaiter } from './supervisor/event-outcomes.ts';
 import { mergeTranscript } from './machines/call.machine.ts';
 import { ApiError, CallsyncError } from './errors.ts';
 
@@ -74,6 +83,14 @@ export const CALL_MAX_LEADS = 20;
  * every call event is idempotent in the machine anyway (an end after the end changes nothing).
  */
 export const WEBHOOK_IDS_REMEMBERED = 50_000;
+
+/**
+ * Fleet sweep policy: every instance looks for calls whose owner's lease lapsed about twice a
+ * second (± a quarter, so instances do not sweep in step), claiming at most this many per
+ * statement; the same tick reads the decisions it owes on its own calls in case a note was lost.
+ */
+export const FLEET_SWEEP_INTERVAL_MS = 500;
+export const FLEET_SWEEP_BATCH = 100;
 
 type CallActor = Actor<CallLogic>;
 type CallSnapshot = ReturnType<CallActor['getSnapshot']>;
@@ -97,7 +114,13 @@ interface LiveCall {
   applying: boolean;
   /** Accepted, not yet committed: counted against the per-call limits. */
   pending: { items: number; chars: number; leads: Set<string> };
+  /** Logged here, committed, not yet decided: a catch-up leaves them to their own request. */
+  localSeqs: Set<number>;
+  /** Decisions on events logged elsewhere, in log order, run one after another. */
+  queue: Promise<unknown> | undefined;
 }
+
+const COLLECTING_EVENTS = new Set(['call.transcript', 'call.lead']);
 
 /** What one event-log entry holds: the actor's event, and the webhook's id when it came from one. */
 interface LoggedEvent {
@@ -163,6 +186,13 @@ export class Supervisor implements CallApi {
   #started: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #drained: (() => void) | undefined;
+  /** Set once the store is open, when it is shared by a fleet. */
+  #fleet: CallFleet | undefined;
+  #outcomes: OutcomeWaiter | undefined;
+  #sweepTimer: unknown;
+  #sweeping: Promise<void> | undefined;
+  /** Calls whose decisions on events logged elsewhere are being committed: their senders wait. */
+  readonly #remoteDecisions = new Set<string>();
 
   constructor(deps: SupervisorDeps) {
     this.#deps = deps;
@@ -174,6 +204,7 @@ export class Supervisor implements CallApi {
         deps.metrics.storeAvailability({ available });
         this.events.emit('store:availability', { available, error });
       },
+      onHandled: (handled) => this.#decisionsCommitted(handled),
     });
     this.#observer = createCallObserver({
       logger: deps.logger,
@@ -196,6 +227,7 @@ export class Supervisor implements CallApi {
   async #recover(): Promise<void> {
     const { store, logger, metrics } = this.#deps;
     await store.open();
+    if (store.fleet) return this.#joinFleet(store.fleet);
     const rows = await store.listActive();
     let restored = 0;
     let skipped = 0;
@@ -209,13 +241,7 @@ export class Supervisor implements CallApi {
         continue;
       }
       try {
-        const events = await store.getEvents(row.callId);
-        const call = this.#attach(row, this.#restoreActor(row, events));
-        for (const { seq, event } of events) {
-          const logged = event as LoggedEvent;
-          if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
-          if (seq > row.appliedSeq) this.#apply(call, seq, logged.event);
-        }
+        this.#restore(row, await store.getEvents(row.callId));
         restored += 1;
       } catch (error) {
         skipped += 1;
@@ -228,6 +254,122 @@ export class Supervisor implements CallApi {
   }
 
   /**
+   * A fleet member restores nothing by itself: it claims calls whose owner's lease lapsed (its
+   * own from before a restart among them, under their old epoch) on every sweep.
+   */
+  async #joinFleet(fleet: CallFleet): Promise<void> {
+    const { logger, metrics, time } = this.#deps;
+    this.#fleet = fleet;
+    this.#outcomes = new OutcomeWaiter({ store: this.#deps.store, time, leaseMs: fleet.leaseMs });
+    fleet.on('note', (note) => this.#onNote(note));
+    fleet.on('fenced', (callIds) => this.#dropTakenOver(callIds, 'its writes were refused'));
+    fleet.on('lost', () => this.#dropTakenOver([...this.#live.keys()], 'the lease was lost'));
+    fleet.on('registered', () => this.#sweepSoon(0));
+    fleet.on('renewed', ({ seconds }) => metrics.leaseRenewed({ seconds }));
+    this.#ready = true;
+    logger.info(
+      { instanceId: fleet.instanceId, epoch: fleet.epoch, leaseMs: fleet.leaseMs },
+      'joined the fleet',
+    );
+    await this.#sweep();
+    // Calls of an instance that just died (this one, before a restart under another id) follow
+    // once its lease lapses.
+    metrics.callsRestored({ restored: this.#live.size, skipped: 0 });
+    logger.info({ restored: this.#live.size, skipped: 0 }, 'recovery done');
+    this.#sweepSoon();
+  }
+
+  /** The actor of a stored call, with the events after its snapshot applied or decided on. */
+  #restore(row: CallRow, events: readonly StoredEvent[]): LiveCall {
+    const call = this.#attach(row, this.#restoreActor(row, events));
+    for (const stored of events) {
+      const logged = stored.event as LoggedEvent;
+      if (stored.seq > row.handledSeq) {
+        // Logged, never decided on (the owner stopped first): decide now, as it arrives.
+        this.#decide(call, stored.seq, logged, true);
+        continue;
+      }
+      if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
+      if (stored.seq <= row.appliedSeq) continue;
+      if (stored.refusal) call.appliedSeq = stored.seq;
+      else this.#apply(call, stored.seq, logged.event);
+    }
+    return call;
+  }
+
+  #sweepSoon(delayMs = FLEET_SWEEP_INTERVAL_MS * (0.75 + Math.random() / 2)): void {
+    const { time } = this.#deps;
+    if (this.#closing || !this.#fleet) return;
+    if (this.#sweepTimer !== undefined) time.clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = time.setTimeout(() => {
+      this.#sweepTimer = undefined;
+      void this.#sweep().finally(() => this.#sweepSoon());
+    }, delayMs);
+  }
+
+  /** Claims orphaned calls and reads the decisions owed on owned ones. One at a time. */
+  #sweep(): Promise<void> {
+    this.#sweeping ??= this.#sweepOnce()
+      .catch((error: unknown) => {
+        if (error instanceof StoreUnavailableError) this.#writer.noteUnavailable(error);
+        else this.#deps.logger.error({ err: error }, 'fleet sweep failed');
+      })
+      .finally(() => {
+        this.#sweeping = undefined;
+      });
+    return this.#sweeping;
+  }
+
+  async #sweepOnce(): Promise<void> {
+    const fleet = this.#fleet;
+    const { store, logger, metrics } = this.#deps;
+    if (!fleet || !this.#accepting || this.#closing) return;
+    for (;;) {
+      const claimed = await fleet.claimOrphans(FLEET_SWEEP_BATCH, MACHINE_VERSION);
+      for (const { call: row, previousOwner } of claimed) {
+        if (this.#live.has(row.callId)) continue;
+        try {
+          this.#restore(row, await store.getEvents(row.callId));
+          metrics.callTakenOver();
+          logger.info(
+            { callId: row.callId, roomName: row.roomName, previousOwner, state: row.state },
+            'call taken over',
+          );
+        } catch (error) {
+          if (error instanceof StoreUnavailableError) throw error;
+          logger.error({ callId: row.callId, err: error }, 'call could not be restored');
+        }
+      }
+      if (claimed.length < FLEET_SWEEP_BATCH) break;
+    }
+    for (const callId of await fleet.callsWithNewEvents()) {
+      const call = this.#live.get(callId);
+      if (call) this.#catchUpSoon(call);
+    }
+  }
+
+  #onNote(note: FleetNote): void {
+    if (note.kind === 'handled') this.#outcomes?.wake(note.callId);
+    else if (note.kind === 'released') void this.#sweep();
+    else {
+      const call = this.#live.get(note.callId);
+      if (call) this.#catchUpSoon(call);
+    }
+  }
+
+  /** Another instance owns these calls now (or may): stop them here without writing. */
+  #dropTakenOver(callIds: readonly string[], why: string): void {
+    for (const callId of callIds) {
+      const call = this.#live.get(callId);
+      if (!call) continue;
+      call.log.warn({ why }, 'call dropped here: another instance drives it now');
+      this.#deps.metrics.callFenced();
+      this.#forget(call);
+      call.actor.stop();
+    }
+  }
+
+  /**
    * Stops taking new calls and waits until every call that has ended is delivered (or failed),
    * at most `timeoutMs`. Calls still in conversation stay persisted and resume on the next start.
    */
@@ -235,6 +377,7 @@ export class Supervisor implements CallApi {
     this.#accepting = false;
     // Safe twice: a second call waits for the first drain (its timeout stands).
     this.#draining ??= (async () => {
+      if (this.#fleet) return this.#handOver(this.#fleet);
       if (this.#delivering.size === 0) return;
       this.#deps.logger.info({ delivering: this.#delivering.size, timeoutMs }, 'draining');
       await new Promise<void>((resolve) => {
@@ -247,6 +390,24 @@ export class Supervisor implements CallApi {
       this.#drained = undefined;
     })();
     return this.#draining;
+  }
+
+  /**
+   * A fleet member's drain: its calls stop here (their state is stored), its lease ends at once,
+   * and the other instances take them over on their next sweep (the release wakes them).
+   */
+  async #handOver(fleet: CallFleet): Promise<void> {
+    if (this.#sweepTimer !== undefined) this.#deps.time.clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    await this.#sweeping;
+    const calls = [...this.#live.values()];
+    for (const call of calls) {
+      this.#forget(call);
+      call.actor.stop();
+    }
+    await this.#writer.flush();
+    await fleet.release();
+    this.#deps.logger.info({ calls: calls.length }, 'calls handed over to the fleet');
   }
 
   /** Stops every actor (their snapshots are already stored) and closes the store. Safe twice. */
@@ -266,6 +427,9 @@ export class Supervisor implements CallApi {
         }
       };
       await this.#started?.catch(() => undefined);
+      if (this.#sweepTimer !== undefined) this.#deps.time.clearTimeout(this.#sweepTimer);
+      this.#sweepTimer = undefined;
+      await this.#sweeping;
       for (const call of [...this.#live.values()]) {
         await step(`stop call ${call.callId}`, () => {
           this.#forget(call);
@@ -273,6 +437,8 @@ export class Supervisor implements CallApi {
         });
       }
       await step('write what is queued', () => this.#writer.close());
+      // The others need not wait out the lease for this instance's calls.
+      if (this.#fleet) await step('end the fleet lease', () => this.#fleet?.release());
       await step('close the store', () => this.#deps.store.close());
       if (failures.length > 0) throw failures[0];
     })();
@@ -395,83 +561,47 @@ export class Supervisor implements CallApi {
   }
 
   async addTranscript(callId: string, body: TranscriptBody): Promise<void> {
+    this.#assertReady();
+    const logged: LoggedEvent = {
+      event: { type: 'call.transcript', items: body.items, at: this.#deps.time.now() },
+    };
+    if (!this.#live.has(callId) && this.#fleet) return this.#acceptElsewhere(callId, logged);
     const call = await this.#collectingCall(callId);
-    const { transcript } = call.actor.getSnapshot().context;
-    const known = new Set(transcript.map((item) => item.id));
-    const fresh = new Map(body.items.filter((item) => !known.has(item.id)).map((item) => [item.id, item]));
-    let freshChars = 0;
-    for (const item of fresh.values()) freshChars += item.content.length;
-    let heldChars = call.pending.chars;
-    for (const item of transcript) heldChars += item.content.length;
-    const totalChars = heldChars + freshChars;
-    if (totalChars > CALL_TRANSCRIPT_MAX_CHARS) {
-      throw new ApiError(
-        'CALL_LIMIT_REACHED',
-        `items: call ${callId} would hold ${totalChars} characters of transcript, over ${CALL_TRANSCRIPT_MAX_CHARS}`,
-        { field: 'items', limit: CALL_TRANSCRIPT_MAX_CHARS },
-      );
-    }
-    const totalItems = transcript.length + call.pending.items + fresh.size;
-    if (totalItems > CALL_TRANSCRIPT_MAX_ITEMS) {
-      throw new ApiError(
-        'CALL_LIMIT_REACHED',
-        `items: call ${callId} would hold ${totalItems} transcript items, over ${CALL_TRANSCRIPT_MAX_ITEMS}`,
-        { field: 'items', limit: CALL_TRANSCRIPT_MAX_ITEMS },
-      );
-    }
-    call.pending.items += fresh.size;
+    const { fresh, freshChars, overLimit } = this.#transcriptLimit(call, body.items);
+    if (overLimit) throw overLimit;
+    call.pending.items += fresh.length;
     call.pending.chars += freshChars;
     try {
-      await this.#accept(
-        call,
-        { event: { type: 'call.transcript', items: body.items, at: this.#deps.time.now() } },
-        'collecting',
-      );
+      await this.#accept(call, logged);
     } finally {
-      call.pending.items -= fresh.size;
+      call.pending.items -= fresh.length;
       call.pending.chars -= freshChars;
     }
   }
 
   async linkLead(callId: string, body: LeadBody): Promise<void> {
+    this.#assertReady();
+    const logged: LoggedEvent = {
+      event: { type: 'call.lead', leadId: body.leadId, data: body.data ?? {}, at: this.#deps.time.now() },
+    };
+    if (!this.#live.has(callId) && this.#fleet) return this.#acceptElsewhere(callId, logged);
     const call = await this.#collectingCall(callId);
-    const { leads } = call.actor.getSnapshot().context;
-    const linked = new Set([...leads.map((lead) => lead.leadId), ...call.pending.leads]);
-    if (!linked.has(body.leadId) && linked.size >= CALL_MAX_LEADS) {
-      throw new ApiError(
-        'CALL_LIMIT_REACHED',
-        `leadId: call ${callId} already links ${CALL_MAX_LEADS} leads`,
-        {
-          field: 'leadId',
-          limit: CALL_MAX_LEADS,
-        },
-      );
-    }
-    const fresh = !linked.has(body.leadId);
-    if (fresh) call.pending.leads.add(body.leadId);
+    const overLimit = this.#leadLimit(call, body.leadId);
+    if (overLimit) throw overLimit;
+    const fresh = !call.actor.getSnapshot().context.leads.some((lead) => lead.leadId === body.leadId);
+    const counted = fresh && !call.pending.leads.has(body.leadId);
+    if (counted) call.pending.leads.add(body.leadId);
     try {
-      await this.#accept(
-        call,
-        {
-          event: { type: 'call.lead', leadId: body.leadId, data: body.data ?? {}, at: this.#deps.time.now() },
-        },
-        'collecting',
-      );
+      await this.#accept(call, logged);
     } finally {
-      if (fresh) call.pending.leads.delete(body.leadId);
+      if (counted) call.pending.leads.delete(body.leadId);
     }
   }
 
   async endCall(callId: string, body: EndCallBody): Promise<void> {
-    const call = await this.#liveCall(callId);
+    this.#assertReady();
     const at = this.#deps.time.now();
-    const startedAt = Date.parse(call.actor.getSnapshot().context.call.startedAt);
-    if (body.endedAt !== undefined && Date.parse(body.endedAt) < startedAt) {
-      throw new ApiError('INVALID_BODY', `endedAt: ${body.endedAt} is before the call's start`, {
-        field: 'endedAt',
-      });
-    }
-    await this.#accept(call, {
+    const logged: LoggedEvent = {
       event: {
         type: 'call.end',
         endedAt: new Date(body.endedAt === undefined ? at : Date.parse(body.endedAt)).toISOString(),
@@ -479,7 +609,26 @@ export class Supervisor implements CallApi {
         reason: body.reason,
         at,
       },
-    });
+    };
+    const startsBefore = (startedAt: string | undefined) => {
+      if (
+        body.endedAt !== undefined &&
+        startedAt !== undefined &&
+        Date.parse(body.endedAt) < Date.parse(startedAt)
+      ) {
+        throw new ApiError('INVALID_BODY', `endedAt: ${body.endedAt} is before the call's start`, {
+          field: 'endedAt',
+        });
+      }
+    };
+    if (!this.#live.has(callId) && this.#fleet) {
+      return this.#acceptElsewhere(callId, logged, (row) =>
+        startsBefore(contextOf(row.snapshot)?.call.startedAt),
+      );
+    }
+    const call = await this.#liveCall(callId);
+    startsBefore(call.actor.getSnapshot().context.call.startedAt);
+    await this.#accept(call, logged);
   }
 
   async retryCall(callId: string): Promise<void> {
@@ -498,8 +647,9 @@ export class Supervisor implements CallApi {
         `call ${callId} was stored by machine version ${row.machineVersion}`,
       );
     }
-    const events = await this.#store((store) => store.getEvents(callId));
     const retry: LoggedEvent = { event: { type: 'call.retry', at: this.#deps.time.now() } };
+    if (this.#fleet) return this.#retryHere(this.#fleet, row, retry);
+    const events = await this.#store((store) => store.getEvents(callId));
     // Attached when the retry is committed, so a store that is away leaves the call as it was.
     const refused = await this.#writer
       .append(callId, retry, (seq) => {
@@ -508,15 +658,43 @@ export class Supervisor implements CallApi {
         if (this.#byRoom.has(row.roomName)) {
           return new ApiError('CALL_NOT_RETRYABLE', `room ${row.roomName} has another live call`);
         }
-        const call = this.#attach(row, this.#restoreActor(row, events));
-        for (const logged of events)
-          if (logged.seq > row.appliedSeq) this.#apply(call, logged.seq, (logged.event as LoggedEvent).event);
+        const call = this.#restore(row, events);
         this.#deps.metrics.callRedriven();
         this.#apply(call, seq, retry.event);
         return undefined;
       })
       .catch((error: unknown) => this.#storeFailed(error));
     if (refused) throw refused;
+  }
+
+  /**
+   * A fleet member claims the failed call (it becomes live again in the same statement, so a
+   * second retry anywhere is refused), then logs the retry and drives the call.
+   */
+  async #retryHere(fleet: CallFleet, row: CallRow, retry: LoggedEvent): Promise<void> {
+    const { callId } = row;
+    let claimed: CallRow | undefined;
+    try {
+      claimed = await fleet.claimFailed(callId);
+    } catch (error) {
+      if ((error as { code?: unknown }).code === '23505') {
+        throw new ApiError('CALL_NOT_RETRYABLE', `room ${row.roomName} has another live call`);
+      }
+      return this.#storeFailed(error);
+    }
+    if (!claimed) throw new ApiError('CALL_NOT_RETRYABLE', `call ${callId} is being retried`);
+    const events = await this.#store((store) => store.getEvents(callId));
+    await this.#writer
+      .append(callId, retry, (seq) => {
+        const call = this.#restore(claimed, events);
+        this.#deps.metrics.callRedriven();
+        this.#decide(call, seq, retry, false);
+      })
+      .catch((error: unknown) => {
+        // Not logged: the call goes back to failed (its snapshot says so), to be retried again.
+        if (!this.#live.has(callId)) this.#restore(claimed, events);
+        return this.#storeFailed(error);
+      });
   }
 
   async getCall(callId: string): Promise<CallDetailView> {
@@ -569,10 +747,35 @@ export class Supervisor implements CallApi {
     // remembered once the event is committed (a 503 must let LiveKit's resend through).
     const repeated = webhook.id !== '' && this.#seenWebhooks.has(webhook.id);
     const call = repeated ? undefined : this.#callForWebhook(webhook);
+    if (!repeated && !call && this.#fleet) return this.#webhookElsewhere(webhook);
     const event = call ? this.#eventOfWebhook(webhook) : undefined;
     this.#deps.metrics.webhookReceived({ event: webhook.event, result: event ? 'accepted' : 'ignored' });
     if (!call || !event) return;
     await this.#accept(call, { event, ...(webhook.id === '' ? {} : { webhookId: webhook.id }) });
+  }
+
+  /**
+   * In a fleet a webhook may be about a call another instance drives: found through the store
+   * (egress id, else the live call of the room, checked against the room's sid), logged, and
+   * its owner told. LiveKit gets its 200 once the event is stored.
+   */
+  async #webhookElsewhere(webhook: LiveKitWebhook): Promise<void> {
+    const egressId = webhook.egress?.egressId;
+    const row = await this.#store((store) =>
+      store.findLiveCall({ egressId, roomName: webhook.roomName ?? undefined }),
+    );
+    const byRoomOnly = row !== undefined && (egressId === undefined || row.egressId !== egressId);
+    const roomSid = row && contextOf(row.snapshot)?.egress.roomSid;
+    const earlierRoom =
+      byRoomOnly &&
+      roomSid !== null &&
+      roomSid !== undefined &&
+      webhook.roomSid !== null &&
+      webhook.roomSid !== roomSid;
+    const event = row && !earlierRoom ? this.#eventOfWebhook(webhook) : undefined;
+    this.#deps.metrics.webhookReceived({ event: webhook.event, result: event ? 'accepted' : 'ignored' });
+    if (!row || !event) return;
+    await this.#logElsewhere(row.callId, { event, ...(webhook.id === '' ? {} : { webhookId: webhook.id }) });
   }
 
   #eventOfWebhook(webhook: LiveKitWebhook): CallExternalEvent | undefined {
@@ -640,6 +843,8 @@ export class Supervisor implements CallApi {
       appliedSeq: row.appliedSeq,
       applying: false,
       pending: { items: 0, chars: 0, leads: new Set() },
+      localSeqs: new Set(),
+      queue: undefined,
     };
     this.#live.set(callId, call);
     this.#byRoom.set(roomName, callId);
@@ -708,26 +913,152 @@ export class Supervisor implements CallApi {
   }
 
   /**
-   * Commits the event to the call's log, then applies it (in log order) and resolves; the API
-   * answers after that. `collecting`: the event only counts while the call still collects
-   * (transcript, leads); otherwise it is answered `409 CALL_DATA_SENT`.
+   * Commits the event to the call's log, then decides on it (in log order) and resolves; the
+   * API answers after that. A transcript item or lead counts only while the call still collects;
+   * otherwise it is answered `409 CALL_DATA_SENT`.
    */
-  async #accept(call: LiveCall, logged: LoggedEvent, only?: 'collecting'): Promise<void> {
+  async #accept(call: LiveCall, logged: LoggedEvent): Promise<void> {
+    // A decision that waits for events logged elsewhere is a promise; the append adopts it.
     const refused = await this.#writer
-      .append(call.callId, logged, (seq) => {
-        if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
-        if (this.#live.get(call.callId) !== call) {
-          return new ApiError('CALL_ALREADY_ENDED', `call ${call.callId} takes no more events`);
-        }
-        if (only === 'collecting' && !call.actor.getSnapshot().hasTag('collecting')) {
-          call.appliedSeq = seq;
-          return callDataSent(call.callId);
-        }
-        this.#apply(call, seq, logged.event);
-        return undefined;
-      })
+      .append(call.callId, logged, (seq) => this.#arrived(call, seq, logged))
       .catch((error: unknown) => this.#storeFailed(error));
     if (refused) throw refused;
+  }
+
+  /** A committed event of a live call: decided now, or after the events logged elsewhere before it. */
+  #arrived(
+    call: LiveCall,
+    seq: number,
+    logged: LoggedEvent,
+  ): ApiError | undefined | Promise<ApiError | undefined> {
+    if (this.#live.get(call.callId) !== call) {
+      return new ApiError('CALL_ALREADY_ENDED', `call ${call.callId} takes no more events`);
+    }
+    if (call.queue === undefined && seq === call.appliedSeq + 1)
+      return this.#decide(call, seq, logged, false);
+    call.localSeqs.add(seq);
+    return this.#enqueue(call, async () => {
+      await this.#catchUp(call);
+      call.localSeqs.delete(seq);
+      if (this.#live.get(call.callId) !== call) {
+        return new ApiError('CALL_ALREADY_ENDED', `call ${call.callId} takes no more events`);
+      }
+      return this.#decide(call, seq, logged, false);
+    });
+  }
+
+  /**
+   * The owner's decision on a logged event, in log order: refused (the API error its sender
+   * gets), a webhook seen before (ignored), or applied. `elsewhere`: it was logged by another
+   * instance (or before a restart), so the per-call limits are checked here.
+   */
+  #decide(call: LiveCall, seq: number, logged: LoggedEvent, elsewhere: boolean): ApiError | undefined {
+    const refusal = this.#refusalOf(call, logged.event, elsewhere);
+    if (refusal) {
+      call.appliedSeq = seq;
+      this.#markDecided(call.callId, seq, elsewhere, refusal);
+      return refusal;
+    }
+    if (logged.webhookId !== undefined && this.#seenWebhooks.has(logged.webhookId)) {
+      call.appliedSeq = seq;
+      this.#markDecided(call.callId, seq, elsewhere);
+      return undefined;
+    }
+    if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
+    this.#apply(call, seq, logged.event);
+    this.#markDecided(call.callId, seq, elsewhere);
+    return undefined;
+  }
+
+  #refusalOf(call: LiveCall, event: CallExternalEvent, elsewhere: boolean): ApiError | undefined {
+    if (!COLLECTING_EVENTS.has(event.type)) return undefined;
+    if (!call.actor.getSnapshot().hasTag('collecting')) return callDataSent(call.callId);
+    if (!elsewhere) return undefined; // checked when it arrived here
+    if (event.type === 'call.transcript') return this.#transcriptLimit(call, event.items).overLimit;
+    if (event.type === 'call.lead') return this.#leadLimit(call, event.leadId);
+    return undefined;
+  }
+
+  /** Decisions are recorded only in a fleet: there a sender elsewhere waits for them. */
+  #markDecided(callId: string, seq: number, elsewhere: boolean, refusal?: ApiError): void {
+    if (!this.#fleet) return;
+    this.#writer.markHandled({
+      callId,
+      seq,
+      ...(refusal ? { refusal: { code: refusal.code, message: refusal.message } } : {}),
+    });
+    if (elsewhere) this.#remoteDecisions.add(callId);
+  }
+
+  #decisionsCommitted(handled: readonly HandledEvent[]): void {
+    const notes: FleetNote[] = [];
+    for (const callId of new Set(handled.map((decision) => decision.callId))) {
+      this.#outcomes?.wake(callId);
+      if (this.#remoteDecisions.delete(callId)) notes.push({ kind: 'handled', callId });
+    }
+    this.#fleet?.notify(notes);
+  }
+
+  #enqueue<T>(call: LiveCall, run: () => Promise<T>): Promise<T> {
+    const next = (call.queue ?? Promise.resolve()).then(run);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    call.queue = settled;
+    void settled.then(() => {
+      if (call.queue === settled) call.queue = undefined;
+    });
+    return next;
+  }
+
+  /** Reads and decides on the call's events logged elsewhere (after the ones already decided). */
+  #catchUpSoon(call: LiveCall): void {
+    this.#enqueue(call, () => this.#catchUp(call)).catch((error: unknown) => {
+      if (error instanceof StoreUnavailableError) this.#writer.noteUnavailable(error);
+      else call.log.error({ err: error }, 'events logged elsewhere could not be applied');
+    });
+  }
+
+  async #catchUp(call: LiveCall): Promise<void> {
+    const events = await this.#store((store) => store.getEvents(call.callId, call.appliedSeq));
+    for (const stored of events) {
+      if (this.#live.get(call.callId) !== call) return;
+      // Logged here: its own request decides on it (and answers).
+      if (call.localSeqs.has(stored.seq)) return;
+      if (stored.seq !== call.appliedSeq + 1) continue;
+      this.#decide(call, stored.seq, stored.event as LoggedEvent, true);
+    }
+  }
+
+  /**
+   * A fleet member logs an event for a call another instance drives (or nobody, until the
+   * sweep): the owner is told and decides; a transcript batch or a lead is answered with that
+   * decision. `check` runs on the call's stored row first (the end must follow the start).
+   */
+  async #acceptElsewhere(callId: string, logged: LoggedEvent, check?: (row: CallRow) => void): Promise<void> {
+    const row = await this.#store((store) => store.getCall(callId));
+    if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
+    const collecting = COLLECTING_EVENTS.has(logged.event.type);
+    const undecided = () =>
+      collecting
+        ? callDataSent(callId)
+        : new ApiError('CALL_ALREADY_ENDED', `call ${callId} is ${row.state}; it takes no more events`);
+    if (row.status !== 'active') throw undecided();
+    check?.(row);
+    const seq = await this.#logElsewhere(callId, logged);
+    if (collecting) await this.#outcomes?.wait(callId, seq, undecided);
+  }
+
+  async #logElsewhere(callId: string, logged: LoggedEvent): Promise<number> {
+    const seq = await this.#writer
+      .append(callId, logged, (committed) => committed)
+      .catch((error: unknown) => this.#storeFailed(error));
+    this.#fleet?.notify([{ kind: 'event', callId }]);
+    // Claimed here meanwhile: this instance is the one to decide.
+    const here = this.#live.get(callId);
+    if (here) this.#catchUpSoon(here);
+    return seq;
   }
 
   /** Applies a logged event to the live actor; its snapshot then records `seq` as applied. */
@@ -739,6 +1070,53 @@ export class Supervisor implements CallApi {
     } finally {
       call.applying = false;
     }
+  }
+
+  /** The per-call transcript limits for a batch (its items not seen before, and their text). */
+  #transcriptLimit(
+    call: LiveCall,
+    items: readonly TranscriptItem[],
+  ): { fresh: TranscriptItem[]; freshChars: number; overLimit: ApiError | undefined } {
+    const { transcript } = call.actor.getSnapshot().context;
+    const known = new Set(transcript.map((item) => item.id));
+    const fresh = [
+      ...new Map(items.filter((item) => !known.has(item.id)).map((item) => [item.id, item])).values(),
+    ];
+    let freshChars = 0;
+    for (const item of fresh) freshChars += item.content.length;
+    let heldChars = call.pending.chars;
+    for (const item of transcript) heldChars += item.content.length;
+    const totalChars = heldChars + freshChars;
+    const totalItems = transcript.length + call.pending.items + fresh.length;
+    const overLimit =
+      totalChars > CALL_TRANSCRIPT_MAX_CHARS
+        ? new ApiError(
+            'CALL_LIMIT_REACHED',
+            `items: call ${call.callId} would hold ${totalChars} characters of transcript, over ${CALL_TRANSCRIPT_MAX_CHARS}`,
+            { field: 'items', limit: CALL_TRANSCRIPT_MAX_CHARS },
+          )
+        : totalItems > CALL_TRANSCRIPT_MAX_ITEMS
+          ? new ApiError(
+              'CALL_LIMIT_REACHED',
+              `items: call ${call.callId} would hold ${totalItems} transcript items, over ${CALL_TRANSCRIPT_MAX_ITEMS}`,
+              { field: 'items', limit: CALL_TRANSCRIPT_MAX_ITEMS },
+            )
+          : undefined;
+    return { fresh, freshChars, overLimit };
+  }
+
+  #leadLimit(call: LiveCall, leadId: string): ApiError | undefined {
+    const { leads } = call.actor.getSnapshot().context;
+    const linked = new Set([...leads.map((lead) => lead.leadId), ...call.pending.leads]);
+    if (linked.has(leadId) || linked.size < CALL_MAX_LEADS) return undefined;
+    return new ApiError(
+      'CALL_LIMIT_REACHED',
+      `leadId: call ${call.callId} already links ${CALL_MAX_LEADS} leads`,
+      {
+        field: 'leadId',
+        limit: CALL_MAX_LEADS,
+      },
+    );
   }
 
   /** A direct store call (create, reads); an unavailable store is noted for `/readyz` and the probe. */

@@ -99,6 +99,12 @@ export interface MetricsRecorder {
   storeAvailability: (event: { available: boolean }) => void;
   /** A LiveKit webhook arrived; `event` is LiveKit's event name (`unknown` when unreadable). */
   webhookReceived: (event: { event: string; result: WebhookResult }) => void;
+  /** In a fleet: this instance took over a call whose owner's lease lapsed. */
+  callTakenOver: () => void;
+  /** In a fleet: a call was dropped here, another instance owns it now. */
+  callFenced: () => void;
+  /** In a fleet: this instance's lease was renewed, in `seconds` round trip. */
+  leaseRenewed: (event: { seconds: number }) => void;
 }
 
 export function createMetricsRecorder(metrics: Metrics): MetricsRecorder {
@@ -162,6 +168,16 @@ export function createMetricsRecorder(metrics: Metrics): MetricsRecorder {
     },
     storeAvailability({ available }) {
       metrics.storeAvailable.set(available ? 1 : 0);
+    },
+    callTakenOver() {
+      metrics.takeovers.inc();
+    },
+    callFenced() {
+      metrics.fencedCalls.inc();
+    },
+    leaseRenewed({ seconds }) {
+      const observed = duration(seconds);
+      if (observed !== undefined) metrics.leaseRenewDuration.observe(observed);
     },
     webhookReceived({ event, result }) {
       metrics.webhooks.inc({

@@ -25,8 +25,9 @@ export function withStoreMetrics<S extends CallStore>(
   nowMs: MonotonicMs = () => performance.now(),
 ): S {
   return new Proxy(store, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
+    get(target, property) {
+      // The store itself is the receiver: its getters read private fields.
+      const value: unknown = Reflect.get(target, property, target);
       if (typeof value !== 'function') return value;
       const operation = typeof property === 'string' ? TIMED_WRITES[property] : undefined;
       if (operation === undefined) return (value as (...args: unknown[]) => unknown).bind(target);

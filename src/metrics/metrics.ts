@@ -107,6 +107,8 @@ export interface MetricsOptions {
   oldestCallAgeSecondsByState?: StateReading | undefined;
   /** Calls that ended `failed` and wait for an operator's `POST /v1/calls/{id}/retry`, read at scrape time. */
   failedCallsWaiting?: (() => number | Promise<number>) | undefined;
+  /** Live calls this instance drives, read at scrape time (`callsync_fleet_calls_owned`). */
+  callsOwned?: (() => number) | undefined;
   /** Process and Node.js metrics (CPU, memory, handles, GC, event-loop lag); on by default. */
   processMetrics?: boolean | undefined;
   /** Reported in `callsync_build_info{version}`. */
@@ -120,7 +122,7 @@ export function createMetrics(options: MetricsOptions) {
     throw new RangeError(`targetSeconds must be a positive number of seconds, got ${target}`);
   }
   const deliveryBuckets = [...new Set([...DELIVERY_BUCKETS_SECONDS, target])].sort((a, b) => a - b);
-  const { activeCallsByState, oldestCallAgeSecondsByState, failedCallsWaiting } = options;
+  const { activeCallsByState, oldestCallAgeSecondsByState, failedCallsWaiting, callsOwned } = options;
 
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: options.registry });
 
@@ -258,6 +260,31 @@ export function createMetrics(options: MetricsOptions) {
       labelNames: ['event', 'result'] as const,
       registers,
     }),
+    // -- A fleet (several supervisors on one PostgreSQL) --------------------------------------
+    callsOwned: new Gauge({
+      name: 'callsync_fleet_calls_owned',
+      help: 'Live calls this instance drives (in a fleet, each call is driven by one instance)',
+      registers,
+      collect() {
+        if (callsOwned) this.set(callsOwned());
+      },
+    }),
+    takeovers: new Counter({
+      name: 'callsync_fleet_takeovers_total',
+      help: 'Calls this instance took over because their owner stopped renewing its lease',
+      registers,
+    }),
+    fencedCalls: new Counter({
+      name: 'callsync_fleet_fenced_calls_total',
+      help: 'Calls dropped here because another instance owns them now (writes refused, or the lease was lost)',
+      registers,
+    }),
+    leaseRenewDuration: new Histogram({
+      name: 'callsync_fleet_lease_renew_duration_seconds',
+      help: "Round trip of one renewal of this instance's lease",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
     deliveryTarget: new Gauge({
       name: 'callsync_delivery_target_seconds',
       help: 'The configured delivery target after call end (CALLSYNC_UPLOAD_TARGET_SECONDS)',
@@ -283,6 +310,8 @@ export function createMetrics(options: MetricsOptions) {
   metrics.storeAvailable.set(1);
   for (const reason of MISSING_RECORDING_REASONS) metrics.recordingsMissing.inc({ reason }, 0);
   metrics.callRedrives.inc(0);
+  metrics.takeovers.inc(0);
+  metrics.fencedCalls.inc(0);
   metrics.deliveryTarget.set(target);
   metrics.buildInfo.set({ version: options.version ?? 'unknown', node_version: process.version }, 1);
 

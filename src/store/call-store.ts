@@ -50,8 +50,12 @@ export interface CallRow {
   snapshot: unknown;
   /** The last event-log position the snapshot has applied (0: none). */
   appliedSeq: number;
+  /** The last event-log position the owner has decided on (applied or refused). */
+  handledSeq: number;
   transcriptItems: number;
   egressId: string | null;
+  /** The supervisor driving the call (a fleet's instance and its lease epoch); null on SQLite. */
+  owner: CallOwner | null;
   /** ISO-8601. */
   createdAt: string;
   /** ISO-8601. */
@@ -70,10 +74,37 @@ export interface SnapshotUpdate {
   updatedAt: string;
 }
 
+export interface CallOwner {
+  instanceId: string;
+  epoch: number;
+}
+
+/** Why the call's owner refused a logged event (the API error its sender gets). */
+export interface Refusal {
+  code: string;
+  message: string;
+}
+
 export interface StoredEvent {
   seq: number;
   /** The external event as the supervisor accepted it (JSON). */
   event: unknown;
+  /** Set when the owner refused the event: it is never applied. */
+  refusal?: Refusal | undefined;
+}
+
+/** The owner's decision on a logged event: applied, or refused with the reason. */
+export interface HandledEvent {
+  callId: string;
+  seq: number;
+  refusal?: Refusal | undefined;
+}
+
+/** What a sender of a logged event learns: has the owner decided on it, and how. */
+export interface EventOutcome {
+  status: CallStatus;
+  handledSeq: number;
+  refusal: Refusal | undefined;
 }
 
 export interface JournalEntry {
@@ -95,6 +126,8 @@ export interface CommitBatch {
   /** At most one per call: the latest. */
   snapshots: readonly { callId: string; update: SnapshotUpdate }[];
   journal: readonly { callId: string; entry: JournalEntry }[];
+  /** The owner's decisions on logged events (the highest `seq` per call becomes `handledSeq`). */
+  handled?: readonly HandledEvent[] | undefined;
 }
 
 export interface ListCallsQuery {
@@ -118,6 +151,13 @@ export interface CallStore {
   check(): Promise<void>;
   /** A call's logged events after `afterSeq`, in order. */
   getEvents(callId: string, afterSeq?: number): Promise<StoredEvent[]>;
+  /** Whether the call's owner has decided on the event at `seq`, and how. */
+  getEventOutcome(callId: string, seq: number): Promise<EventOutcome | undefined>;
+  /** The live call a LiveKit webhook is about: by egress id, else by room name. */
+  findLiveCall(by: {
+    egressId?: string | undefined;
+    roomName?: string | undefined;
+  }): Promise<CallRow | undefined>;
   getCall(callId: string): Promise<CallRow | undefined>;
   getJournal(callId: string): Promise<StoredJournalEntry[]>;
   listCalls(query: ListCallsQuery): Promise<CallRow[]>;
@@ -127,6 +167,59 @@ export interface CallStore {
   listActive(): Promise<CallRow[]>;
   /** Safe to call twice. */
   close(): Promise<void>;
+  /** Present when several supervisors share the store (PostgreSQL): leases and call ownership. */
+  readonly fleet?: CallFleet | undefined;
+}
+
+/** A message between the supervisors of a fleet (PostgreSQL `NOTIFY`). */
+export type FleetNote =
+  /** An event was logged for the call: its owner should read it. */
+  | { kind: 'event'; callId: string }
+  /** The owner decided on logged events of the call: their senders may answer. */
+  | { kind: 'handled'; callId: string }
+  /** An instance gave up its calls (draining): sweep now. */
+  | { kind: 'released'; instanceId: string };
+
+export interface FleetEventMap {
+  note: [FleetNote];
+  /** The lease could not be renewed within its trust window, or another epoch took it. */
+  lost: [];
+  /** A new lease epoch began (at start, and after a loss). */
+  registered: [{ epoch: number }];
+  /** Writes for these calls were refused: another instance owns them now. */
+  fenced: [readonly string[]];
+  /** A renewal round trip, in seconds. */
+  renewed: [{ seconds: number }];
+}
+
+/**
+ * Ownership policy (the fleet): each supervisor holds a lease row renewed on the database's
+ * clock, with a new epoch per start; each call row names its owner and epoch, and the store
+ * writes a call's snapshots, journal and decisions only while that ownership is valid. A call
+ * whose owner's lease lapsed is claimed by whichever supervisor sweeps first.
+ */
+export interface CallFleet {
+  readonly instanceId: string;
+  /** The current lease epoch (0 until registered). */
+  readonly epoch: number;
+  readonly leaseMs: number;
+  /** True while the last renewal is recent enough to act on (checked before every effect). */
+  trusted(): boolean;
+  /** Claims up to `limit` live calls of `machineVersion` whose owner's lease lapsed. */
+  claimOrphans(
+    limit: number,
+    machineVersion: string,
+  ): Promise<{ call: CallRow; previousOwner: string | null }[]>;
+  /** Calls this instance owns that have logged events it has not decided on yet. */
+  callsWithNewEvents(): Promise<string[]>;
+  /** Claims a failed call for a retry; undefined when it is not failed (any more). */
+  claimFailed(callId: string): Promise<CallRow | undefined>;
+  /** Sends notes to every supervisor (coalesced, off the write path). */
+  notify(notes: readonly FleetNote[]): void;
+  /** Ends this instance's lease at once so the others take its calls (draining). */
+  release(): Promise<void>;
+  on<K extends keyof FleetEventMap>(event: K, listener: (...args: FleetEventMap[K]) => void): unknown;
+  off<K extends keyof FleetEventMap>(event: K, listener: (...args: FleetEventMap[K]) => void): unknown;
 }
 
 /**

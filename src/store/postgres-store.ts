@@ -16,14 +16,19 @@
  * tests use for isolation.
  */
 import pg from 'pg';
+import type { Logger } from '../logging/logger.ts';
+import type { TimeSource } from '../machines/timer.actor.ts';
+import { PostgresFleet } from './postgres-fleet.ts';
 import {
   StoreUnavailableError,
   type CallRow,
   type CallStatus,
   type CallStore,
   type CommitBatch,
+  type EventOutcome,
   type ListCallsQuery,
   type NewCall,
+  type Refusal,
   type StoredEvent,
   type StoredJournalEntry,
 } from './call-store.ts';
@@ -51,6 +56,19 @@ ALTER TABLE ${schema}.calls ADD COLUMN IF NOT EXISTS event_seq INTEGER NOT NULL 
 ALTER TABLE ${schema}.calls ADD COLUMN IF NOT EXISTS applied_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE ${schema}.calls ADD COLUMN IF NOT EXISTS transcript_items INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE ${schema}.calls ADD COLUMN IF NOT EXISTS journal_seq INTEGER;
+ALTER TABLE ${schema}.calls ADD COLUMN IF NOT EXISTS owner TEXT;
+ALTER TABLE ${schema}.calls ADD COLUMN IF NOT EXISTS owner_epoch BIGINT;
+ALTER TABLE ${schema}.calls ADD COLUMN IF NOT EXISTS handled_seq INTEGER;
+CREATE INDEX IF NOT EXISTS calls_owner ON ${schema}.calls (owner, owner_epoch) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS calls_egress ON ${schema}.calls (egress_id) WHERE egress_id IS NOT NULL;
+-- The fleet's leases: one row per supervisor instance, a new epoch per process start.
+CREATE SEQUENCE IF NOT EXISTS ${schema}.supervisor_epochs;
+CREATE TABLE IF NOT EXISTS ${schema}.supervisors (
+  instance_id TEXT PRIMARY KEY,
+  epoch       BIGINT NOT NULL,
+  expires_at  TIMESTAMPTZ NOT NULL,
+  started_at  TIMESTAMPTZ NOT NULL
+);
 CREATE UNIQUE INDEX IF NOT EXISTS calls_live_room ON ${schema}.calls (room_name) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS calls_state ON ${schema}.calls (state);
 CREATE INDEX IF NOT EXISTS calls_status ON ${schema}.calls (status);
@@ -69,6 +87,7 @@ CREATE TABLE IF NOT EXISTS ${schema}.call_events (
   event   TEXT NOT NULL,
   PRIMARY KEY (call_id, seq)
 );
+ALTER TABLE ${schema}.call_events ADD COLUMN IF NOT EXISTS refusal TEXT;
 -- Stores from before the event log: documents become text, journal counters are backfilled.
 DO $$ BEGIN
   IF (SELECT data_type FROM information_schema.columns
@@ -80,7 +99,11 @@ END $$;
 UPDATE ${schema}.calls c SET journal_seq = (SELECT COALESCE(MAX(seq), 0) FROM ${schema}.call_journal j WHERE j.call_id = c.call_id)
   WHERE journal_seq IS NULL;
 ALTER TABLE ${schema}.calls ALTER COLUMN journal_seq SET DEFAULT 0;
-ALTER TABLE ${schema}.calls ALTER COLUMN journal_seq SET NOT NULL;`;
+ALTER TABLE ${schema}.calls ALTER COLUMN journal_seq SET NOT NULL;
+-- Events logged before decisions were recorded count as decided (applied) up to the snapshot.
+UPDATE ${schema}.calls SET handled_seq = applied_seq WHERE handled_seq IS NULL;
+ALTER TABLE ${schema}.calls ALTER COLUMN handled_seq SET DEFAULT 0;
+ALTER TABLE ${schema}.calls ALTER COLUMN handled_seq SET NOT NULL;`;
 
 interface CallRowRecord {
   call_id: string;
@@ -90,14 +113,17 @@ interface CallRowRecord {
   status: CallStatus;
   snapshot: string;
   applied_seq: number;
+  handled_seq: number;
   transcript_items: number;
   egress_id: string | null;
+  owner: string | null;
+  owner_epoch: string | null;
   created_at: Date;
   updated_at: Date;
 }
 
-const CALL_COLUMNS = `call_id, room_name, machine_version, state, status, snapshot, applied_seq, transcript_items,
-  egress_id, created_at, updated_at`;
+const CALL_COLUMNS = `call_id, room_name, machine_version, state, status, snapshot, applied_seq, handled_seq,
+  transcript_items, egress_id, owner, owner_epoch, created_at, updated_at`;
 
 function toCallRow(record: CallRowRecord): CallRow {
   return {
@@ -108,8 +134,13 @@ function toCallRow(record: CallRowRecord): CallRow {
     status: record.status,
     snapshot: JSON.parse(record.snapshot) as unknown,
     appliedSeq: record.applied_seq,
+    handledSeq: record.handled_seq,
     transcriptItems: record.transcript_items,
     egressId: record.egress_id,
+    owner:
+      record.owner === null || record.owner_epoch === null
+        ? null
+        : { instanceId: record.owner, epoch: Number(record.owner_epoch) },
     createdAt: record.created_at.toISOString(),
     updatedAt: record.updated_at.toISOString(),
   };
@@ -129,19 +160,31 @@ function storeError(error: unknown, doing: string): unknown {
   return new StoreUnavailableError(`PostgreSQL could not ${doing}: ${reason}`, error);
 }
 
+interface CommitStatement {
+  kind: 'events' | 'snapshots' | 'journal' | 'handled';
+  /** For owner writes: the calls it writes (those not written were fenced). */
+  callIds: readonly string[];
+  sql: string;
+  params: unknown[];
+}
+
 export interface PostgresCallStoreOptions {
   connectionString: string;
   /** Schema for the tables; `public` by default, or `?schema=` on the URL. */
   schema?: string;
   /** Deadline for each connection attempt and each query, in milliseconds. */
   timeoutMs?: number;
+  /** Join a fleet: hold a lease as this instance, own the calls it creates or claims. */
+  fleet?: { instanceId: string; leaseMs: number; time: TimeSource; logger?: Logger | undefined } | undefined;
 }
 
 export class PostgresCallStore implements CallStore {
   readonly #schema: string;
   readonly #connectionString: string;
   readonly #timeoutMs: number;
+  readonly #fleetOptions: PostgresCallStoreOptions['fleet'];
   #pool: pg.Pool | undefined;
+  #fleet: PostgresFleet | undefined;
 
   constructor(options: PostgresCallStoreOptions) {
     const url = new URL(options.connectionString);
@@ -151,6 +194,11 @@ export class PostgresCallStore implements CallStore {
     this.#schema = schema;
     this.#connectionString = url.toString();
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#fleetOptions = options.fleet;
+  }
+
+  get fleet(): PostgresFleet | undefined {
+    return this.#fleet;
   }
 
   async open(): Promise<void> {
@@ -173,6 +221,25 @@ export class PostgresCallStore implements CallStore {
       await pool.end().catch(() => undefined);
       throw storeError(error, 'open the store');
     }
+    if (this.#fleetOptions) {
+      const fleet = new PostgresFleet({
+        ...this.#fleetOptions,
+        connectionString: this.#connectionString,
+        schema: this.#schema,
+        pool,
+        toCallRow,
+        callColumns: CALL_COLUMNS,
+        storeError,
+      });
+      try {
+        await fleet.start();
+      } catch (error) {
+        await fleet.close();
+        await pool.end().catch(() => undefined);
+        throw error;
+      }
+      this.#fleet = fleet;
+    }
     this.#pool = pool;
   }
 
@@ -192,8 +259,9 @@ export class PostgresCallStore implements CallStore {
   async createCall(call: NewCall): Promise<{ created: boolean; call: CallRow }> {
     const inserted = await this.#query<CallRowRecord>(
       'create the call',
-      `INSERT INTO ${this.#schema}.calls (call_id, room_name, machine_version, state, status, snapshot, egress_id, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, 'active', $5, NULL, $6, $6)
+      `INSERT INTO ${this.#schema}.calls (call_id, room_name, machine_version, state, status, snapshot, egress_id,
+         created_at, updated_at, owner, owner_epoch)
+       VALUES ($1, $2, $3, $4, 'active', $5, NULL, $6, $6, $7, $8)
        ON CONFLICT (room_name) WHERE status = 'active' DO NOTHING RETURNING ${CALL_COLUMNS}`,
       [
         call.callId,
@@ -202,6 +270,8 @@ export class PostgresCallStore implements CallStore {
         call.state,
         JSON.stringify(call.snapshot),
         call.createdAt,
+        this.#fleet?.instanceId ?? null,
+        this.#fleet ? this.#fleet.epoch : null,
       ],
     );
     const row = inserted.rows[0];
@@ -238,6 +308,7 @@ export class PostgresCallStore implements CallStore {
       const wrap = statements.length > 1;
       if (wrap) await client.query('BEGIN');
       let bases: Map<string, number> | undefined;
+      const fenced = new Set<string>();
       for (const statement of statements) {
         const result = await client.query<{ call_id: string; base: number; inserted: number }>(
           statement.sql,
@@ -248,9 +319,14 @@ export class PostgresCallStore implements CallStore {
             throw new Error('an event names a call the store does not hold');
           }
           bases = new Map(result.rows.map((row) => [row.call_id, Number(row.base)]));
+        } else {
+          // An owner write changes only the calls this instance still owns.
+          const written = new Set(result.rows.map((row) => row.call_id));
+          for (const callId of statement.callIds) if (!written.has(callId)) fenced.add(callId);
         }
       }
       if (wrap) await client.query('COMMIT');
+      if (fenced.size > 0) this.#fleet?.emit('fenced', [...fenced]);
       const next = new Map(bases);
       return batch.events.map(({ callId }) => {
         const seq = (next.get(callId) ?? 0) + 1;
@@ -267,12 +343,22 @@ export class PostgresCallStore implements CallStore {
     }
   }
 
-  #commitStatements(batch: CommitBatch): { kind: string; sql: string; params: unknown[] }[] {
+  #commitStatements(batch: CommitBatch): CommitStatement[] {
     const s = this.#schema;
-    const statements: { kind: string; sql: string; params: unknown[] }[] = [];
+    const statements: CommitStatement[] = [];
+    // Owner writes carry the fence: the call's owner and epoch, and that epoch's lease unexpired.
+    const fleet = this.#fleet;
+    const fenced = (params: unknown[]): { sql: string; params: unknown[] } =>
+      fleet
+        ? {
+            sql: PostgresFleet.ownerFence(s, params.length + 1, params.length + 2),
+            params: [...params, fleet.instanceId, fleet.epoch],
+          }
+        : { sql: 'TRUE', params };
     if (batch.events.length > 0) {
       statements.push({
         kind: 'events',
+        callIds: [],
         sql: `WITH batch AS (
             SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS b(call_id, event, ord)
           ), counts AS (
@@ -292,31 +378,42 @@ export class PostgresCallStore implements CallStore {
     if (batch.snapshots.length > 0) {
       const column = <K extends keyof CommitBatch['snapshots'][number]['update']>(key: K) =>
         batch.snapshots.map((s) => s.update[key]);
+      const fence = fenced([
+        batch.snapshots.map((s) => s.callId),
+        column('state'),
+        column('status'),
+        batch.snapshots.map((s) => JSON.stringify(s.update.snapshot)),
+        column('appliedSeq'),
+        column('transcriptItems'),
+        column('machineVersion'),
+        column('egressId'),
+        column('updatedAt'),
+      ]);
       statements.push({
         kind: 'snapshots',
+        callIds: batch.snapshots.map((s) => s.callId),
         sql: `UPDATE ${s}.calls c SET state = u.state, status = u.status, snapshot = u.snapshot,
             applied_seq = u.applied_seq, transcript_items = u.transcript_items, machine_version = u.machine_version,
             egress_id = COALESCE(u.egress_id, c.egress_id), updated_at = u.updated_at
           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[], $9::timestamptz[])
             AS u(call_id, state, status, snapshot, applied_seq, transcript_items, machine_version, egress_id, updated_at)
-          WHERE c.call_id = u.call_id`,
-        params: [
-          batch.snapshots.map((s) => s.callId),
-          column('state'),
-          column('status'),
-          batch.snapshots.map((s) => JSON.stringify(s.update.snapshot)),
-          column('appliedSeq'),
-          column('transcriptItems'),
-          column('machineVersion'),
-          column('egressId'),
-          column('updatedAt'),
-        ],
+          WHERE c.call_id = u.call_id AND ${fence.sql}
+          RETURNING c.call_id`,
+        params: fence.params,
       });
     }
     if (batch.journal.length > 0) {
       const entries = batch.journal;
+      const fence = fenced([
+        entries.map((e) => e.callId),
+        entries.map((e) => e.entry.at),
+        entries.map((e) => e.entry.kind),
+        entries.map((e) => e.entry.state),
+        entries.map((e) => (e.entry.detail === undefined ? null : JSON.stringify(e.entry.detail))),
+      ]);
       statements.push({
         kind: 'journal',
+        callIds: [...new Set(entries.map((e) => e.callId))],
         sql: `WITH batch AS (
             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[])
               WITH ORDINALITY AS b(call_id, at, kind, state, detail, ord)
@@ -324,18 +421,40 @@ export class PostgresCallStore implements CallStore {
             SELECT call_id, count(*)::int AS n FROM batch GROUP BY call_id
           ), bumped AS (
             UPDATE ${s}.calls c SET journal_seq = c.journal_seq + counts.n FROM counts
-            WHERE c.call_id = counts.call_id RETURNING c.call_id, c.journal_seq - counts.n AS base
+            WHERE c.call_id = counts.call_id AND ${fence.sql}
+            RETURNING c.call_id, c.journal_seq - counts.n AS base
+          ), inserted AS (
+            INSERT INTO ${s}.call_journal (call_id, seq, at, kind, state, detail)
+            SELECT b.call_id, bumped.base + row_number() OVER (PARTITION BY b.call_id ORDER BY b.ord), b.at, b.kind, b.state, b.detail
+            FROM batch b JOIN bumped USING (call_id) RETURNING 1
           )
-          INSERT INTO ${s}.call_journal (call_id, seq, at, kind, state, detail)
-          SELECT b.call_id, bumped.base + row_number() OVER (PARTITION BY b.call_id ORDER BY b.ord), b.at, b.kind, b.state, b.detail
-          FROM batch b JOIN bumped USING (call_id)`,
-        params: [
-          entries.map((e) => e.callId),
-          entries.map((e) => e.entry.at),
-          entries.map((e) => e.entry.kind),
-          entries.map((e) => e.entry.state),
-          entries.map((e) => (e.entry.detail === undefined ? null : JSON.stringify(e.entry.detail))),
-        ],
+          SELECT call_id FROM bumped`,
+        params: fence.params,
+      });
+    }
+    const handled = batch.handled ?? [];
+    if (handled.length > 0) {
+      const fence = fenced([
+        handled.map((h) => h.callId),
+        handled.map((h) => h.seq),
+        handled.map((h) => (h.refusal === undefined ? null : JSON.stringify(h.refusal))),
+      ]);
+      statements.push({
+        kind: 'handled',
+        callIds: [...new Set(handled.map((h) => h.callId))],
+        sql: `WITH batch AS (
+            SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS b(call_id, seq, refusal)
+          ), owned AS (
+            UPDATE ${s}.calls c SET handled_seq = GREATEST(c.handled_seq, m.seq)
+            FROM (SELECT call_id, max(seq) AS seq FROM batch GROUP BY call_id) m
+            WHERE c.call_id = m.call_id AND ${fence.sql}
+            RETURNING c.call_id
+          ), refused AS (
+            UPDATE ${s}.call_events e SET refusal = b.refusal FROM batch b JOIN owned USING (call_id)
+            WHERE e.call_id = b.call_id AND e.seq = b.seq AND b.refusal IS NOT NULL RETURNING 1
+          )
+          SELECT call_id FROM owned`,
+        params: fence.params,
       });
     }
     return statements;
@@ -346,12 +465,54 @@ export class PostgresCallStore implements CallStore {
   }
 
   async getEvents(callId: string, afterSeq = 0): Promise<StoredEvent[]> {
-    const result = await this.#query<{ seq: number; event: string }>(
+    const result = await this.#query<{ seq: number; event: string; refusal: string | null }>(
       'read the event log',
-      `SELECT seq, event FROM ${this.#schema}.call_events WHERE call_id = $1 AND seq > $2 ORDER BY seq`,
+      `SELECT seq, event, refusal FROM ${this.#schema}.call_events WHERE call_id = $1 AND seq > $2 ORDER BY seq`,
       [callId, afterSeq],
     );
-    return result.rows.map((row) => ({ seq: row.seq, event: JSON.parse(row.event) as unknown }));
+    return result.rows.map((row) => ({
+      seq: row.seq,
+      event: JSON.parse(row.event) as unknown,
+      ...(row.refusal === null ? {} : { refusal: JSON.parse(row.refusal) as Refusal }),
+    }));
+  }
+
+  async getEventOutcome(callId: string, seq: number): Promise<EventOutcome | undefined> {
+    const result = await this.#query<{ status: CallStatus; handled_seq: number; refusal: string | null }>(
+      'read an event outcome',
+      `SELECT c.status, c.handled_seq, e.refusal FROM ${this.#schema}.calls c
+       LEFT JOIN ${this.#schema}.call_events e ON e.call_id = c.call_id AND e.seq = $2
+       WHERE c.call_id = $1`,
+      [callId, seq],
+    );
+    const row = result.rows[0];
+    if (!row) return undefined;
+    const refusal = row.refusal === null ? undefined : (JSON.parse(row.refusal) as Refusal);
+    return { status: row.status, handledSeq: row.handled_seq, refusal };
+  }
+
+  async findLiveCall(by: {
+    egressId?: string | undefined;
+    roomName?: string | undefined;
+  }): Promise<CallRow | undefined> {
+    const s = this.#schema;
+    if (by.egressId !== undefined) {
+      const result = await this.#query<CallRowRecord>(
+        'find the call',
+        `SELECT ${CALL_COLUMNS} FROM ${s}.calls WHERE egress_id = $1 AND status = 'active'`,
+        [by.egressId],
+      );
+      const row = result.rows[0];
+      if (row) return toCallRow(row);
+    }
+    if (by.roomName === undefined) return undefined;
+    const result = await this.#query<CallRowRecord>(
+      'find the call',
+      `SELECT ${CALL_COLUMNS} FROM ${s}.calls WHERE room_name = $1 AND status = 'active'`,
+      [by.roomName],
+    );
+    const row = result.rows[0];
+    return row ? toCallRow(row) : undefined;
   }
 
   async getCall(callId: string): Promise<CallRow | undefined> {
@@ -425,7 +586,10 @@ export class PostgresCallStore implements CallStore {
 
   async close(): Promise<void> {
     const pool = this.#pool;
+    const fleet = this.#fleet;
     this.#pool = undefined;
+    this.#fleet = undefined;
+    await fleet?.close();
     if (!pool) return;
     await pool.end();
   }

@@ -19,8 +19,10 @@ import {
   type CallStatus,
   type CallStore,
   type CommitBatch,
+  type EventOutcome,
   type ListCallsQuery,
   type NewCall,
+  type Refusal,
   type StoredEvent,
   type StoredJournalEntry,
 } from './call-store.ts';
@@ -45,6 +47,7 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE UNIQUE INDEX IF NOT EXISTS calls_live_room ON calls (room_name) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS calls_state ON calls (state);
 CREATE INDEX IF NOT EXISTS calls_status ON calls (status);
+CREATE INDEX IF NOT EXISTS calls_egress ON calls (egress_id) WHERE egress_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS call_journal (
   call_id TEXT NOT NULL REFERENCES calls (call_id),
   seq     INTEGER NOT NULL,
@@ -63,15 +66,24 @@ CREATE TABLE IF NOT EXISTS call_events (
 `;
 
 /** Columns added after the first release, with their backfill (existing stores are migrated). */
-const ADDED_COLUMNS: readonly { name: string; ddl: string; backfill?: string }[] = [
-  { name: 'event_seq', ddl: 'event_seq INTEGER NOT NULL DEFAULT 0' },
-  { name: 'applied_seq', ddl: 'applied_seq INTEGER NOT NULL DEFAULT 0' },
-  { name: 'transcript_items', ddl: 'transcript_items INTEGER NOT NULL DEFAULT 0' },
+const ADDED_COLUMNS: readonly { table: string; name: string; ddl: string; backfill?: string }[] = [
+  { table: 'calls', name: 'event_seq', ddl: 'event_seq INTEGER NOT NULL DEFAULT 0' },
+  { table: 'calls', name: 'applied_seq', ddl: 'applied_seq INTEGER NOT NULL DEFAULT 0' },
+  { table: 'calls', name: 'transcript_items', ddl: 'transcript_items INTEGER NOT NULL DEFAULT 0' },
   {
+    table: 'calls',
     name: 'journal_seq',
     ddl: 'journal_seq INTEGER NOT NULL DEFAULT 0',
     backfill: `UPDATE calls SET journal_seq = (SELECT COALESCE(MAX(seq), 0) FROM call_journal j WHERE j.call_id = calls.call_id)`,
   },
+  // Events logged before decisions were recorded count as decided (applied) up to the snapshot.
+  {
+    table: 'calls',
+    name: 'handled_seq',
+    ddl: 'handled_seq INTEGER NOT NULL DEFAULT 0',
+    backfill: 'UPDATE calls SET handled_seq = applied_seq',
+  },
+  { table: 'call_events', name: 'refusal', ddl: 'refusal TEXT' },
 ];
 
 interface CallRowRecord {
@@ -82,6 +94,7 @@ interface CallRowRecord {
   status: CallStatus;
   snapshot: string;
   applied_seq: number;
+  handled_seq: number;
   transcript_items: number;
   egress_id: string | null;
   created_at: string;
@@ -97,8 +110,10 @@ function toCallRow(record: CallRowRecord): CallRow {
     status: record.status,
     snapshot: JSON.parse(record.snapshot) as unknown,
     appliedSeq: record.applied_seq,
+    handledSeq: record.handled_seq,
     transcriptItems: record.transcript_items,
     egressId: record.egress_id,
+    owner: null,
     createdAt: record.created_at,
     updatedAt: record.updated_at,
   };
@@ -135,10 +150,10 @@ export class SqliteCallStore implements CallStore {
       db.pragma('foreign_keys = ON');
       db.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
       db.exec(SCHEMA);
-      const info = db.pragma('table_info(calls)') as { name: string }[];
-      const columns = new Set(info.map((column) => column.name));
-      for (const added of ADDED_COLUMNS.filter((column) => !columns.has(column.name))) {
-        db.exec(`ALTER TABLE calls ADD COLUMN ${added.ddl}`);
+      for (const added of ADDED_COLUMNS) {
+        const info = db.pragma(`table_info(${added.table})`) as { name: string }[];
+        if (info.some((column) => column.name === added.name)) continue;
+        db.exec(`ALTER TABLE ${added.table} ADD COLUMN ${added.ddl}`);
         if (added.backfill) db.exec(added.backfill);
       }
     } catch (error) {
@@ -171,8 +186,24 @@ export class SqliteCallStore implements CallStore {
       appendEvent: db.prepare<[string, number, string]>(
         `INSERT INTO call_events (call_id, seq, event) VALUES (?, ?, ?)`,
       ),
-      events: db.prepare<[string, number], { seq: number; event: string }>(
-        `SELECT seq, event FROM call_events WHERE call_id = ? AND seq > ? ORDER BY seq`,
+      events: db.prepare<[string, number], { seq: number; event: string; refusal: string | null }>(
+        `SELECT seq, event, refusal FROM call_events WHERE call_id = ? AND seq > ? ORDER BY seq`,
+      ),
+      handled: db.prepare<[number, string]>(
+        `UPDATE calls SET handled_seq = MAX(handled_seq, ?) WHERE call_id = ?`,
+      ),
+      refuse: db.prepare<[string, string, number]>(
+        `UPDATE call_events SET refusal = ? WHERE call_id = ? AND seq = ?`,
+      ),
+      outcome: db.prepare<
+        [number, string],
+        { status: CallStatus; handled_seq: number; refusal: string | null }
+      >(
+        `SELECT status, handled_seq, (SELECT refusal FROM call_events e WHERE e.call_id = calls.call_id AND e.seq = ?) AS refusal
+         FROM calls WHERE call_id = ?`,
+      ),
+      liveByEgress: db.prepare<[string], CallRowRecord>(
+        `SELECT * FROM calls WHERE egress_id = ? AND status = 'active'`,
       ),
       nextJournalSeq: db.prepare<[string], { seq: number }>(
         `UPDATE calls SET journal_seq = journal_seq + 1 WHERE call_id = ? RETURNING journal_seq AS seq`,
@@ -241,6 +272,10 @@ export class SqliteCallStore implements CallStore {
           detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
         });
       }
+      for (const { callId, seq, refusal } of batch.handled ?? []) {
+        if (refusal) statements.refuse.run(JSON.stringify(refusal), callId, seq);
+        statements.handled.run(seq, callId);
+      }
       return seqs;
     });
     return this.#run('commit', () => commit.immediate());
@@ -258,8 +293,34 @@ export class SqliteCallStore implements CallStore {
     return this.#run('read the event log', () =>
       this.#require()
         .statements.events.all(callId, afterSeq)
-        .map((row) => ({ seq: row.seq, event: JSON.parse(row.event) as unknown })),
+        .map((row) => ({
+          seq: row.seq,
+          event: JSON.parse(row.event) as unknown,
+          ...(row.refusal === null ? {} : { refusal: JSON.parse(row.refusal) as Refusal }),
+        })),
     );
+  }
+
+  getEventOutcome(callId: string, seq: number): Promise<EventOutcome | undefined> {
+    return this.#run('read an event outcome', () => {
+      const row = this.#require().statements.outcome.get(seq, callId);
+      if (!row) return undefined;
+      const refusal = row.refusal === null ? undefined : (JSON.parse(row.refusal) as Refusal);
+      return { status: row.status, handledSeq: row.handled_seq, refusal };
+    });
+  }
+
+  findLiveCall(by: {
+    egressId?: string | undefined;
+    roomName?: string | undefined;
+  }): Promise<CallRow | undefined> {
+    return this.#run('find the call', () => {
+      const { statements } = this.#require();
+      const record =
+        (by.egressId === undefined ? undefined : statements.liveByEgress.get(by.egressId)) ??
+        (by.roomName === undefined ? undefined : statements.liveByRoom.get(by.roomName));
+      return record ? toCallRow(record) : undefined;
+    });
   }
 
   getCall(callId: string): Promise<CallRow | undefined> {

@@ -16,7 +16,7 @@ import type {
   EndReason,
 } from '../machines/call.types.ts';
 import type { CallDirection, DeliveredRecording } from '../payload/call-data.ts';
-import type { CallRow, CallStatus, StoredJournalEntry } from '../store/call-store.ts';
+import type { CallOwner, CallRow, CallStatus, StoredJournalEntry } from '../store/call-store.ts';
 import { contextOf } from './call-state.ts';
 
 export interface CallView {
@@ -62,6 +62,8 @@ export interface CallDetailView extends Omit<CallView, 'attempts'> {
   /** The last error of a CRM attempt in the journal, else the list view's. */
   lastError: ErrorInfo | null;
   journal: StoredJournalEntry[];
+  /** In a fleet: the instance driving the call and its lease epoch; null on SQLite. */
+  owner: CallOwner | null;
 }
 
 /** A call whose actor is in memory: its card state and persisted snapshot are ahead of the row's. */
@@ -137,5 +139,11 @@ export function callDetailViewOf(
 ): CallDetailView {
   const view = callViewOf(row, live);
   const history = deliveryHistoryOf(journal);
-  return { ...view, attempts: history.attempts, lastError: history.lastError ?? view.lastError, journal };
+  return {
+    ...view,
+    attempts: history.attempts,
+    lastError: history.lastError ?? view.lastError,
+    owner: row.owner,
+    journal,
+  };
 }

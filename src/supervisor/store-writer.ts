@@ -25,6 +25,7 @@ import {
   StoreUnavailableError,
   type CallStore,
   type CommitBatch,
+  type HandledEvent,
   type JournalEntry,
   type SnapshotUpdate,
 } from '../store/call-store.ts';
@@ -47,6 +48,8 @@ export interface StoreWriterDeps {
   time: TimeSource;
   /** The store became unavailable (`false`) or available again (`true`). */
   onAvailability?: (available: boolean, error: unknown) => void;
+  /** Decisions on logged events are durable now (their senders may answer). */
+  onHandled?: (handled: readonly HandledEvent[]) => void;
 }
 
 export class StoreWriter {
@@ -57,6 +60,7 @@ export class StoreWriter {
   #committing = new Map<string, SnapshotUpdate>();
   #committingJournal: readonly { callId: string; entry: JournalEntry }[] = [];
   #journal: { callId: string; entry: JournalEntry }[] = [];
+  #handled: HandledEvent[] = [];
   #running: Promise<void> | undefined;
   #scheduled = false;
   #retryTimer: unknown;
@@ -106,6 +110,13 @@ export class StoreWriter {
     this.#schedule();
   }
 
+  /** Records the owner's decision on a logged event (committed with the next batch). */
+  markHandled(handled: HandledEvent): void {
+    if (this.#closed) return;
+    this.#handled.push(handled);
+    this.#schedule();
+  }
+
   /** The call's snapshot that is queued or being committed, newer than the stored one. */
   pendingSnapshot(callId: string): SnapshotUpdate | undefined {
     return this.#snapshots.get(callId) ?? this.#committing.get(callId);
@@ -147,7 +158,12 @@ export class StoreWriter {
   }
 
   #hasWork(): boolean {
-    return this.#events.length > 0 || this.#snapshots.size > 0 || this.#journal.length > 0;
+    return (
+      this.#events.length > 0 ||
+      this.#snapshots.size > 0 ||
+      this.#journal.length > 0 ||
+      this.#handled.length > 0
+    );
   }
 
   #schedule(): void {
@@ -174,31 +190,35 @@ export class StoreWriter {
     const events = this.#events;
     const snapshots = this.#snapshots;
     const journal = this.#journal;
+    const handled = this.#handled;
     this.#events = [];
     this.#snapshots = new Map();
     this.#journal = [];
+    this.#handled = [];
     this.#committing = snapshots;
     this.#committingJournal = journal;
     const batch: CommitBatch = {
       events: events.map(({ callId, event }) => ({ callId, event })),
       snapshots: [...snapshots].map(([callId, update]) => ({ callId, update })),
       journal,
+      handled,
     };
     try {
-      if (events.length + snapshots.size + journal.length === 0) {
+      if (events.length + snapshots.size + journal.length + handled.length === 0) {
         if (!this.available) await this.#deps.store.check();
       } else {
         const seqs = await this.#deps.store.commit(batch);
         this.#applied(events, seqs);
+        if (handled.length > 0) this.#deps.onHandled?.(handled);
       }
       this.#succeeded();
     } catch (error) {
       if (error instanceof StoreUnavailableError) {
-        this.#requeue(snapshots, journal);
+        this.#requeue(snapshots, journal, handled);
         for (const pending of events) pending.reject(error);
         this.#failed(error);
       } else {
-        await this.#commitPieceByPiece(events, snapshots, journal, error);
+        await this.#commitPieceByPiece(events, snapshots, journal, handled, error);
       }
     } finally {
       this.#committing = new Map();
@@ -226,6 +246,7 @@ export class StoreWriter {
     events: readonly PendingEvent[],
     snapshots: ReadonlyMap<string, SnapshotUpdate>,
     journal: readonly { callId: string; entry: JournalEntry }[],
+    handled: readonly HandledEvent[],
     batchError: unknown,
   ): Promise<void> {
     const { store, logger } = this.#deps;
@@ -243,7 +264,7 @@ export class StoreWriter {
         return undefined;
       }
     };
-    const done = { snapshots: new Set<string>(), journal: 0 };
+    const done = { snapshots: new Set<string>(), journal: 0, handled: false };
     try {
       for (const pending of events) {
         const seqs = await attempt(
@@ -261,6 +282,11 @@ export class StoreWriter {
         await attempt({ ...none, journal: [entry] }, { callId: entry.callId, write: 'journal' });
         done.journal += 1;
       }
+      if (handled.length > 0) {
+        await attempt({ ...none, handled }, { write: 'handled' });
+        done.handled = true;
+        this.#deps.onHandled?.(handled);
+      }
       this.#succeeded();
     } catch (error) {
       // The store went away half-way: keep what was not written yet.
@@ -268,6 +294,7 @@ export class StoreWriter {
       this.#requeue(
         new Map([...snapshots].filter(([callId]) => !done.snapshots.has(callId))),
         journal.slice(done.journal),
+        done.handled ? [] : handled,
       );
       this.#failed(error);
     }
@@ -276,11 +303,13 @@ export class StoreWriter {
   #requeue(
     snapshots: ReadonlyMap<string, SnapshotUpdate>,
     journal: readonly { callId: string; entry: JournalEntry }[],
+    handled: readonly HandledEvent[],
   ): void {
-    // Newer snapshots queued meanwhile win; older journal entries go first.
+    // Newer snapshots queued meanwhile win; older journal entries and decisions go first.
     for (const [callId, update] of snapshots)
       if (!this.#snapshots.has(callId)) this.#snapshots.set(callId, update);
     this.#journal = [...journal, ...this.#journal];
+    this.#handled = [...handled, ...this.#handled];
   }
 
   #succeeded(): void {

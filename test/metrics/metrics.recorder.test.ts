@@ -199,7 +199,9 @@ describe('withStoreMetrics', () => {
           status: 'active' as const,
           egressId: null,
           appliedSeq: 0,
+          handledSeq: 0,
           transcriptItems: 0,
+          owner: null,
           updatedAt: newCall.createdAt,
         },
       });

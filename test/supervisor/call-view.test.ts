@@ -101,8 +101,10 @@ function rowOf(snapshot: unknown, overrides: Partial<CallRow> = {}): CallRow {
     status: 'done',
     snapshot,
     appliedSeq: 5,
+    handledSeq: 5,
     transcriptItems: 7,
     egressId: 'EG_row',
+    owner: null,
     createdAt: '2025-10-29T10:00:00.000Z',
     updatedAt: '2025-10-29T10:01:06.000Z',
     ...overrides,
@@ -312,11 +314,17 @@ describe('callDetailViewOf', () => {
       ...rest,
       attempts: { recording: 0, 'call-data': 2 },
       lastError: CRM_422,
+      owner: null,
       journal,
     });
     // `attempts` and `lastError` keep their places; the journal comes after everything else.
     const keys = Object.keys(detail);
-    expect(keys.slice(-4)).toEqual(['attempts', 'lastError', 'retries', 'journal']);
+    expect(keys.slice(-5)).toEqual(['attempts', 'lastError', 'retries', 'owner', 'journal']);
+  });
+
+  it('names the instance driving the call in a fleet', () => {
+    const owner = { instanceId: 'callsync-b', epoch: 7 };
+    expect(callDetailViewOf(rowOf(stored(deliveredContext()), { owner }), []).owner).toEqual(owner);
   });
 
   it('keeps the list view’s last error when the journal has no failed attempt', () => {
