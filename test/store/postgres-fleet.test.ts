@@ -1,0 +1,289 @@
+/**
+ * The fleet's guarantees at the SQL level, on the machines' PostgreSQL (a schema per test):
+ * ownership is fenced (a stale epoch's writes change nothing), an orphan is claimed exactly once
+ * however many sweepers race, and a paused instance that resumes cannot write.
+ *
+ * Time: each store's lease renewals run on its own `SimulatedClock` (they never run unless the
+ * test advances it, which is what a paused process looks like); the database's clock is what
+ * leases are judged on, and a lapse is made by moving the lease's `expires_at` into the past —
+ * exactly what time passing does to it.
+ */
+import pg from 'pg';
+import { SimulatedClock } from 'xstate';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { CommitBatch, NewCall, SnapshotUpdate } from '../../src/store/call-store.ts';
+import { PostgresCallStore } from '../../src/store/postgres-store.ts';
+import { POSTGRES_URL, postgresSchemas } from '../helpers/postgres-schemas.ts';
+
+const LEASE_MS = 5_000;
+const MACHINE_VERSION = '1';
+
+const schemas = postgresSchemas('callsync_fleet');
+const admin = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
+afterAll(async () => {
+  await admin.end();
+  await schemas.dropAll();
+});
+
+let opened: PostgresCallStore[] = [];
+afterEach(async () => {
+  await Promise.all(opened.map((store) => store.close()));
+  opened = [];
+});
+
+/** A fleet member of the schema in `url`, with its own simulated clock. */
+async function member(url: string, instanceId: string) {
+  const clock = new SimulatedClock();
+  clock.set(Date.now());
+  const store = new PostgresCallStore({
+    connectionString: url,
+    fleet: { instanceId, leaseMs: LEASE_MS, time: clock },
+  });
+  await store.open();
+  opened.push(store);
+  const fleet = store.fleet;
+  if (!fleet) throw new Error('the store did not join the fleet');
+  const fenced: string[] = [];
+  fleet.on('fenced', (callIds) => fenced.push(...callIds));
+  return { store, fleet, clock, fenced, instanceId };
+}
+
+function schemaOf(url: string): string {
+  return new URL(url).searchParams.get('schema') ?? 'public';
+}
+
+/** What time passing does to a lease: it lapses (on the database's clock). */
+async function lapse(url: string, instanceId: string): Promise<void> {
+  await admin.query(
+    `UPDATE ${schemaOf(url)}.supervisors SET expires_at = now() - interval '1 second' WHERE instance_id = $1`,
+    [instanceId],
+  );
+}
+
+async function ownerOf(url: string, callId: string) {
+  const result = await admin.query<{ owner: string | null; owner_epoch: string | null; state: string }>(
+    `SELECT owner, owner_epoch, state FROM ${schemaOf(url)}.calls WHERE call_id = $1`,
+    [callId],
+  );
+  return result.rows[0];
+}
+
+const newCall = (n: number): NewCall => ({
+  callId: `call-${n}`,
+  roomName: `room-${n}`,
+  machineVersion: MACHINE_VERSION,
+  state: 'recording',
+  snapshot: { value: 'recording', context: { transcript: [] } },
+  createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+});
+
+const update = (state: string): SnapshotUpdate => ({
+  state,
+  status: 'active',
+  snapshot: { value: state },
+  appliedSeq: 0,
+  transcriptItems: 0,
+  machineVersion: MACHINE_VERSION,
+  egressId: null,
+  updatedAt: '2026-01-01T00:01:00.000Z',
+});
+
+const NONE: CommitBatch = { events: [], snapshots: [], journal: [] };
+
+describe('a fleet on one PostgreSQL', () => {
+  it('refuses the writes of an epoch that no longer owns the call, and reports them fenced', async () => {
+    const url = schemas.storeUrl();
+    const a = await member(url, 'instance-a');
+    await a.store.createCall(newCall(1));
+    expect(await ownerOf(url, 'call-1')).toMatchObject({
+      owner: 'instance-a',
+      owner_epoch: String(a.fleet.epoch),
+    });
+
+    const b = await member(url, 'instance-b');
+    // B cannot take a call whose owner's lease is valid.
+    expect(await b.fleet.claimOrphans(10, MACHINE_VERSION)).toEqual([]);
+    await lapse(url, 'instance-a');
+    const claimed = await b.fleet.claimOrphans(10, MACHINE_VERSION);
+    expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
+    expect(claimed[0]?.previousOwner).toBe('instance-a');
+    expect(claimed[0]?.call.owner).toEqual({ instanceId: 'instance-b', epoch: b.fleet.epoch });
+
+    // A's late snapshot, journal entry and decision change nothing; its event is logged (any
+    // instance may log events), and the call is reported fenced.
+    const seqs = await a.store.commit({
+      events: [{ callId: 'call-1', event: { type: 'late' } }],
+      snapshots: [{ callId: 'call-1', update: update('postingData') }],
+      journal: [
+        { callId: 'call-1', entry: { at: '2026-01-01T00:01:00.000Z', kind: 'late', state: 'postingData' } },
+      ],
+      handled: [{ callId: 'call-1', seq: 1 }],
+    });
+    expect(seqs).toEqual([1]);
+    expect(a.fenced).toEqual(['call-1']);
+    expect(await ownerOf(url, 'call-1')).toMatchObject({ owner: 'instance-b', state: 'recording' });
+    expect(await b.store.getJournal('call-1')).toEqual([]);
+    expect((await b.store.getCall('call-1'))?.handledSeq).toBe(0);
+
+    // The owner's writes go through.
+    await b.store.commit({ ...NONE, snapshots: [{ callId: 'call-1', update: update('inConversation') }] });
+    expect(b.fenced).toEqual([]);
+    expect(await ownerOf(url, 'call-1')).toMatchObject({ owner: 'instance-b', state: 'inConversation' });
+  });
+
+  it('claims each call of a dead instance exactly once, however many sweepers race', async () => {
+    const url = schemas.storeUrl();
+    const dead = await member(url, 'instance-dead');
+    const calls = 120;
+    for (let n = 1; n <= calls; n += 1) await dead.store.createCall(newCall(n));
+    const sweepers = await Promise.all(
+      ['s1', 's2', 's3', 's4', 's5', 's6'].map((id) => member(url, `instance-${id}`)),
+    );
+    await lapse(url, 'instance-dead');
+
+    // Each sweeper claims small batches until nothing is left, all at once.
+    const claims = await Promise.all(
+      sweepers.map(async ({ fleet, instanceId }) => {
+        const mine: string[] = [];
+        for (;;) {
+          const batch = await fleet.claimOrphans(7, MACHINE_VERSION);
+          if (batch.length === 0) return { instanceId, mine };
+          mine.push(...batch.map(({ call }) => call.callId));
+        }
+      }),
+    );
+    const all = claims.flatMap(({ mine }) => mine);
+    expect(all).toHaveLength(calls);
+    expect(new Set(all).size).toBe(calls);
+    // Each call's row names the sweeper that claimed it.
+    for (const { instanceId, mine } of claims) {
+      for (const callId of mine) expect((await ownerOf(url, callId))?.owner).toBe(instanceId);
+    }
+  });
+
+  it('a paused instance that resumes cannot write, drops its calls and starts a new epoch', async () => {
+    const url = schemas.storeUrl();
+    const paused = await member(url, 'instance-paused');
+    await paused.store.createCall(newCall(1));
+    await paused.store.createCall(newCall(2));
+    const firstEpoch = paused.fleet.epoch;
+    const lost: number[] = [];
+    paused.fleet.on('lost', () => lost.push(paused.fleet.epoch));
+    const registered = new Promise<number>((resolve) =>
+      paused.fleet.on('registered', ({ epoch }) => resolve(epoch)),
+    );
+
+    // Paused: no renewal ran (its clock did not move), and the database's clock passed the lease.
+    await lapse(url, 'instance-paused');
+    const other = await member(url, 'instance-other');
+    expect(
+      (await other.fleet.claimOrphans(10, MACHINE_VERSION)).map(({ call }) => call.callId).sort(),
+    ).toEqual(['call-1', 'call-2']);
+
+    // It resumes: past its trust window it no longer trusts its lease, before any renewal.
+    paused.clock.increment(LEASE_MS);
+    expect(paused.fleet.trusted()).toBe(false);
+    // Its writes are refused.
+    await paused.store.commit({
+      ...NONE,
+      snapshots: [
+        { callId: 'call-1', update: update('postingData') },
+        { callId: 'call-2', update: update('postingData') },
+      ],
+    });
+    expect(paused.fenced.sort()).toEqual(['call-1', 'call-2']);
+    expect(await ownerOf(url, 'call-1')).toMatchObject({ owner: 'instance-other', state: 'recording' });
+    // Its renewal finds the lease gone: it says so and registers a new epoch (owning nothing).
+    const newEpoch = await registered;
+    expect(lost).toEqual([0]);
+    expect(newEpoch).toBeGreaterThan(firstEpoch);
+    expect(paused.fleet.trusted()).toBe(true);
+    expect(await paused.fleet.claimOrphans(10, MACHINE_VERSION)).toEqual([]);
+  });
+
+  it('starts a new epoch on every start, so a restarted instance claims its own calls at once', async () => {
+    const url = schemas.storeUrl();
+    const before = await member(url, 'instance-x');
+    await before.store.createCall(newCall(1));
+    // Killed: nothing ends its lease. The same instance starts again.
+    const after = await member(url, 'instance-x');
+    expect(after.fleet.epoch).toBeGreaterThan(before.fleet.epoch);
+    const claimed = await after.fleet.claimOrphans(10, MACHINE_VERSION);
+    expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
+    // The old epoch's writes are refused even though the instance id is the same.
+    await before.store.commit({ ...NONE, snapshots: [{ callId: 'call-1', update: update('postingData') }] });
+    expect(before.fenced).toEqual(['call-1']);
+  });
+
+  it('a released lease frees its calls at once; claims skip other machine versions', async () => {
+    const url = schemas.storeUrl();
+    const leaving = await member(url, 'instance-leaving');
+    await leaving.store.createCall(newCall(1));
+    await leaving.store.createCall({ ...newCall(2), machineVersion: '0' });
+    const staying = await member(url, 'instance-staying');
+    expect(await staying.fleet.claimOrphans(10, MACHINE_VERSION)).toEqual([]);
+    await leaving.fleet.release();
+    expect(leaving.fleet.trusted()).toBe(false);
+    const claimed = await staying.fleet.claimOrphans(10, MACHINE_VERSION);
+    expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
+  });
+
+  it('records decisions for the sender to read, and lets one retry claim a failed call', async () => {
+    const url = schemas.storeUrl();
+    const owner = await member(url, 'instance-owner');
+    const sender = await member(url, 'instance-sender');
+    await owner.store.createCall(newCall(1));
+    // Another instance logs two events; the owner applies the first and refuses the second.
+    const seqs = await sender.store.commit({
+      ...NONE,
+      events: [
+        { callId: 'call-1', event: { type: 'call.transcript' } },
+        { callId: 'call-1', event: { type: 'call.lead' } },
+      ],
+    });
+    expect(seqs).toEqual([1, 2]);
+    expect(await sender.store.getEventOutcome('call-1', 1)).toEqual({
+      status: 'active',
+      handledSeq: 0,
+      refusal: undefined,
+    });
+    const refusal = { code: 'CALL_DATA_SENT', message: 'call call-1 has built its call data' };
+    // A non-owner's decisions are refused.
+    await sender.store.commit({ ...NONE, handled: [{ callId: 'call-1', seq: 2, refusal }] });
+    expect(sender.fenced).toEqual(['call-1']);
+    expect((await sender.store.getEventOutcome('call-1', 2))?.handledSeq).toBe(0);
+    await owner.store.commit({
+      ...NONE,
+      handled: [
+        { callId: 'call-1', seq: 1 },
+        { callId: 'call-1', seq: 2, refusal },
+      ],
+    });
+    expect(await sender.store.getEventOutcome('call-1', 1)).toEqual({
+      status: 'active',
+      handledSeq: 2,
+      refusal: undefined,
+    });
+    expect(await sender.store.getEventOutcome('call-1', 2)).toEqual({
+      status: 'active',
+      handledSeq: 2,
+      refusal,
+    });
+    expect((await sender.store.getEvents('call-1')).map((event) => event.refusal)).toEqual([
+      undefined,
+      refusal,
+    ]);
+
+    // Failed: two instances retry it at once; one claims it.
+    await owner.store.commit({
+      ...NONE,
+      snapshots: [{ callId: 'call-1', update: { ...update('failed'), status: 'failed' } }],
+    });
+    const [first, second] = await Promise.all([
+      owner.fleet.claimFailed('call-1'),
+      sender.fleet.claimFailed('call-1'),
+    ]);
+    expect([first, second].filter((row) => row !== undefined)).toHaveLength(1);
+    expect((first ?? second)?.status).toBe('active');
+  });
+});
