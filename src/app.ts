@@ -19,6 +19,7 @@ import { guardCrmEffects, guardLiveKitEffects } from './services/lease-guard.ts'
 import { LiveKitWebhookVerifier } from './services/livekit-webhook.ts';
 import { createRecordingStorage, type RecordingStorage } from './services/storage/index.ts';
 import { createCallStore } from './store/open-store.ts';
+import { PostgresCallStore } from './store/postgres-store.ts';
 import { Supervisor } from './supervisor.ts';
 
 const { version: CALLSYNC_VERSION } = createRequire(import.meta.url)('../package.json') as {
@@ -163,18 +164,23 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     readiness: [
       { name: 'store', check: () => Promise.resolve(supervisor.storeStatus()) },
       { name: 'storage', check: storageProbe(storage) },
-      {
-        name: 'fleet lease',
-        check: () =>
-          Promise.resolve(
-            trusted()
-              ? { ok: true as const }
-              : {
-                  ok: false as const,
-                  message: 'the fleet lease is not renewed; calls go to other instances',
-                },
-          ),
-      },
+      // A fleet member whose lease is not renewed drives no calls; the balancer may send elsewhere.
+      ...(store instanceof PostgresCallStore
+        ? [
+            {
+              name: 'lease',
+              check: () =>
+                Promise.resolve(
+                  trusted()
+                    ? { ok: true as const }
+                    : {
+                        ok: false as const,
+                        message: 'the fleet lease is not renewed; calls go to other instances',
+                      },
+                ),
+            },
+          ]
+        : []),
     ],
     connectionLimits: options.connectionLimits,
   });

@@ -565,7 +565,7 @@ export class Supervisor implements CallApi {
     const logged: LoggedEvent = {
       event: { type: 'call.transcript', items: body.items, at: this.#deps.time.now() },
     };
-    if (!this.#live.has(callId) && this.#fleet) return this.#acceptElsewhere(callId, logged);
+    if (this.#decidedElsewhere(callId)) return this.#acceptElsewhere(callId, logged);
     const call = await this.#collectingCall(callId);
     const { fresh, freshChars, overLimit } = this.#transcriptLimit(call, body.items);
     if (overLimit) throw overLimit;
@@ -584,7 +584,7 @@ export class Supervisor implements CallApi {
     const logged: LoggedEvent = {
       event: { type: 'call.lead', leadId: body.leadId, data: body.data ?? {}, at: this.#deps.time.now() },
     };
-    if (!this.#live.has(callId) && this.#fleet) return this.#acceptElsewhere(callId, logged);
+    if (this.#decidedElsewhere(callId)) return this.#acceptElsewhere(callId, logged);
     const call = await this.#collectingCall(callId);
     const overLimit = this.#leadLimit(call, body.leadId);
     if (overLimit) throw overLimit;
@@ -621,7 +621,7 @@ export class Supervisor implements CallApi {
         });
       }
     };
-    if (!this.#live.has(callId) && this.#fleet) {
+    if (this.#decidedElsewhere(callId)) {
       return this.#acceptElsewhere(callId, logged, (row) =>
         startsBefore(contextOf(row.snapshot)?.call.startedAt),
       );
@@ -811,9 +811,9 @@ export class Supervisor implements CallApi {
   #restoreActor(row: CallRow, events: readonly StoredEvent[]): CallActor {
     const stored = row.snapshot as Snapshot<unknown> & { context: CallContext };
     let transcript: TranscriptItem[] = stored.context.transcript;
-    for (const { seq, event } of events) {
+    for (const { seq, event, refusal } of events) {
       const logged = (event as LoggedEvent).event;
-      if (seq <= row.appliedSeq && logged.type === 'call.transcript') {
+      if (seq <= row.appliedSeq && logged.type === 'call.transcript' && !refusal) {
         transcript = mergeTranscript(transcript, logged.items);
       }
     }
@@ -979,9 +979,12 @@ export class Supervisor implements CallApi {
     return undefined;
   }
 
-  /** Decisions are recorded only in a fleet: there a sender elsewhere waits for them. */
+  /**
+   * Refusals are always recorded (a restore must not apply a refused event); other decisions
+   * only in a fleet, where a sender elsewhere waits for them.
+   */
   #markDecided(callId: string, seq: number, elsewhere: boolean, refusal?: ApiError): void {
-    if (!this.#fleet) return;
+    if (!this.#fleet && !refusal) return;
     this.#writer.markHandled({
       callId,
       seq,
@@ -1029,6 +1032,15 @@ export class Supervisor implements CallApi {
       if (stored.seq !== call.appliedSeq + 1) continue;
       this.#decide(call, stored.seq, stored.event as LoggedEvent, true);
     }
+  }
+
+  /**
+   * In a fleet, whether the owner's decision is to be waited for: the call is not driven here,
+   * or this instance no longer trusts its lease (another may own the call by now).
+   */
+  #decidedElsewhere(callId: string): boolean {
+    const fleet = this.#fleet;
+    return fleet !== undefined && (!this.#live.has(callId) || !fleet.trusted());
   }
 
   /**
