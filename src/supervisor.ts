@@ -489,6 +489,16 @@ export class Supervisor implements CallApi {
     return this.#failedWaiting;
   }
 
+  /** In a fleet, whether this instance trusts its lease enough to act now (always on SQLite). */
+  leaseTrusted(): boolean {
+    return this.#fleet?.trusted() ?? true;
+  }
+
+  /** Whether the call's actor runs here (in a fleet: this instance drives it). */
+  isDriving(callId: string): boolean {
+    return this.#live.has(callId);
+  }
+
   get liveCallCount(): number {
     return this.#live.size;
   }
