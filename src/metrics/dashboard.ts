@@ -298,7 +298,7 @@ export function buildDashboard(): Dashboard {
           title: 'Failed calls waiting for a retry',
           description:
             'Calls that ended failed and wait for an operator: GET /v1/calls?state=failed, then POST /v1/calls/{callId}/retry.',
-          queries: [{ expr: `sum(callsync_calls_failed_waiting{${job}})`, instant: true }],
+          queries: [{ expr: `max(callsync_calls_failed_waiting{${job}})`, instant: true }],
           unit: 'short',
           thresholds: [green(), red(1)],
           w: 6,

@@ -260,7 +260,7 @@ export function buildRuleGroups(overrides: Partial<DeliverySloOptions> = {}): Ru
     },
     {
       alert: 'CallsyncCallsFailedWaiting',
-      expr: `sum by (job) (callsync_calls_failed_waiting) > 0`,
+      expr: `max by (job) (callsync_calls_failed_waiting) > 0`,
       for: '5m',
       labels: { severity: 'ticket' },
       annotations: {
