@@ -21,6 +21,7 @@ describe('loadConfig', () => {
       uploadTargetSeconds: 30,
       logLevel: 'info',
       crm: { baseUrl: 'https://crm.example/api/public', apiKey: undefined },
+      fleet: { leaseSeconds: 5, instanceId: expect.stringMatching(new RegExp(`-${process.pid}$`)) as string },
     });
   });
 
@@ -34,9 +35,12 @@ describe('loadConfig', () => {
       CALLSYNC_RECORDINGS_DIR: '/mnt/recordings',
       CALLSYNC_INGEST_TOKEN: 'ingest',
       CALLSYNC_UPLOAD_TARGET_SECONDS: '45',
+      CALLSYNC_INSTANCE_ID: 'callsync-eu-1',
+      CALLSYNC_LEASE_SECONDS: '3',
       LOG_LEVEL: 'debug',
     });
     expect(config).toMatchObject({
+      fleet: { instanceId: 'callsync-eu-1', leaseSeconds: 3 },
       crm: { apiKey: 'crm-key' },
       http: { host: '0.0.0.0', port: 9000, ingestToken: 'ingest' },
       store: { url: 'postgres://127.0.0.1:5432/test' },
@@ -61,6 +65,9 @@ describe('loadConfig', () => {
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ CALLSYNC_STORE: 'sqlite:' }, 'CALLSYNC_STORE sqlite: needs a path'],
     [{ CALLSYNC_STORE_TIMEOUT_MS: '0' }, 'CALLSYNC_STORE_TIMEOUT_MS'],
+    [{ CALLSYNC_LEASE_SECONDS: '0.5' }, 'CALLSYNC_LEASE_SECONDS must be at least 1 second'],
+    [{ CALLSYNC_LEASE_SECONDS: 'soon' }, 'CALLSYNC_LEASE_SECONDS must be a number of seconds'],
+    [{ CALLSYNC_INSTANCE_ID: 'has space' }, 'CALLSYNC_INSTANCE_ID must be 1–128 letters'],
   ])('fails on %j with one line naming the variable', (override, expected) => {
     let error: unknown;
     try {
