@@ -22,6 +22,7 @@ const UNIT_TESTS = [
   'test/metrics/metrics.recorder.test.ts',
   'test/sandbox/livekit-egress-filepath.test.ts',
   'test/services/crm.errors.test.ts',
+  'test/services/lease-guard.test.ts',
   'test/services/storage/local-storage.test.ts',
 ];
 
