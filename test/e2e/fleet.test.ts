@@ -44,7 +44,7 @@ import { callsyncApi, CALLER_NUMBER, PERSONA_CONFIG } from '../helpers/callsync-
 import { spawnCallsync, type ChildCallsync } from '../helpers/child-callsync.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { POSTGRES_URL, postgresSchemas } from '../helpers/postgres-schemas.ts';
-import { startRoundRobinProxy, type RoundRobinProxy } from '../helpers/round-robin-proxy.ts';
+import { startRoundRobinProxy, type RoundRobinProxy } from '../../src/demo/round-robin-proxy.ts';
 import { egressIdOf, startSandboxes, type Sandboxes } from '../helpers/sandboxes.ts';
 
 const LEASE_SECONDS = 3;
@@ -467,6 +467,8 @@ describe('a fleet: three supervisors on one PostgreSQL behind a round-robin prox
 
     // ---- SIGSTOP b for 8 s; a restarted meanwhile --------------------------------------------
     const restarted = start(a).waitReady();
+    // Awaited below; a start that fails meanwhile must fail the test there, not as unhandled.
+    restarted.catch(() => undefined);
     const stoppedAt = Date.now();
     current(b).signal('SIGSTOP');
     const ofStopped = await activeOwnedBy(b.id);
@@ -524,6 +526,19 @@ describe('a fleet: three supervisors on one PostgreSQL behind a round-robin prox
       ),
     );
     console.log(`fleet ownership at the end: ${JSON.stringify(await ownership())}`);
+    // For whoever reads a failure: the calls still live in the store, and the leases.
+    const live = await db.query(
+      `SELECT c.room_name, c.call_id, c.state, c.owner, c.owner_epoch, c.event_seq, c.handled_seq, c.applied_seq,
+         (sv.epoch = c.owner_epoch AND sv.expires_at > now()) AS owner_lease_valid
+       FROM ${schema}.calls c LEFT JOIN ${schema}.supervisors sv ON sv.instance_id = c.owner
+       WHERE c.status = 'active' ORDER BY c.room_name`,
+    );
+    const leases = await db.query(
+      `SELECT instance_id, epoch, expires_at > now() AS valid FROM ${schema}.supervisors ORDER BY instance_id`,
+    );
+    console.log(
+      `fleet store: live calls ${JSON.stringify(live.rows)}; leases ${JSON.stringify(leases.rows)}`,
+    );
 
     // ---- What the client saw -------------------------------------------------------------------
     const retried = new Map<string, number>();

@@ -1,5 +1,6 @@
 /**
- * A round-robin HTTP load balancer for the fleet test, in the test process: each request goes to
+ * A round-robin HTTP load balancer in front of a fleet of supervisors, in the calling process
+ * (the fleet demo, `npm run demo -- --fleet N`, and test/e2e/fleet.test.ts): each request goes to
  * the next backend in turn; a backend whose connection is refused (not listening: killed, not
  * started yet, closed after a drain) is skipped and the request goes to the one after it. Nothing
  * else is judged: a backend that accepts the connection and then says nothing (SIGSTOPped) keeps
@@ -13,8 +14,8 @@
  *
  * When no backend takes the connection, or one fails after taking it (reset by a SIGKILL), the
  * client gets `502 {"error": "PROXY_…"}` (or, once the answer has started, a destroyed socket):
- * the test's client tells these apart from callsync's own answers and treats them as the
- * network errors they stand for.
+ * the test's and the demo's clients tell these apart from callsync's own answers and treat them
+ * as the network errors they stand for.
  */
 import { once } from 'node:events';
 import {
