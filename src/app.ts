@@ -161,6 +161,7 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     api: supervisor,
     logger,
     ingestToken: config.http.ingestToken,
+    adminToken: config.http.adminToken,
     readiness: [
       { name: 'store', check: () => Promise.resolve(supervisor.storeStatus()) },
       { name: 'storage', check: storageProbe(storage) },

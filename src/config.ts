@@ -113,6 +113,7 @@ const envSchema = z.object({
   CALLSYNC_AZURE_CONTAINER: optionalText,
   CALLSYNC_AZURE_BLOB_ENDPOINT: httpUrl(['http:', 'https:']).optional(),
   CALLSYNC_INGEST_TOKEN: optionalSecret,
+  CALLSYNC_ADMIN_TOKEN: optionalSecret,
   CALLSYNC_UPLOAD_TARGET_SECONDS: positiveSeconds.default(30),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // tuning
@@ -147,7 +148,7 @@ const envSchema = z.object({
 export interface Config {
   liveKit: { url: string; apiKey: string; apiSecret: string };
   crm: { baseUrl: string; apiKey: string | undefined };
-  http: { host: string; port: number; ingestToken: string | undefined };
+  http: { host: string; port: number; ingestToken: string | undefined; adminToken: string | undefined };
   store: { url: string; timeoutMs: number };
   /** Used when the store is PostgreSQL: several supervisors may share it. */
   fleet: { instanceId: string; leaseSeconds: number };
@@ -192,7 +193,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     egressStorage: { storage, sendToEgress: e.CALLSYNC_EGRESS_SEND_STORAGE },
     liveKit: { url: e.LIVEKIT_URL, apiKey: e.LIVEKIT_API_KEY, apiSecret: e.LIVEKIT_API_SECRET },
     crm: { baseUrl: e.CRM_BASE_URL, apiKey: e.CRM_API_KEY },
-    http: { host: e.CALLSYNC_HOST, port: e.CALLSYNC_PORT, ingestToken: e.CALLSYNC_INGEST_TOKEN },
+    http: {
+      host: e.CALLSYNC_HOST,
+      port: e.CALLSYNC_PORT,
+      ingestToken: e.CALLSYNC_INGEST_TOKEN,
+      adminToken: e.CALLSYNC_ADMIN_TOKEN,
+    },
     store: { url: e.CALLSYNC_STORE, timeoutMs: e.CALLSYNC_STORE_TIMEOUT_MS },
     fleet: {
       instanceId: e.CALLSYNC_INSTANCE_ID ?? `${hostname()}-${process.pid}`,

@@ -79,6 +79,8 @@ export const API_ERROR_STATUS = {
   CALL_NOT_FOUND: 404,
   ROUTE_NOT_FOUND: 404,
   CALL_NOT_RETRYABLE: 409,
+  /** Only a `failed` call can be dismissed. */
+  CALL_NOT_DISMISSABLE: 409,
   CALL_ALREADY_ENDED: 409,
   /** The call data was built: later items and leads cannot reach the CRM any more. */
   CALL_DATA_SENT: 409,

@@ -55,7 +55,9 @@ import {
 import type {
   CallApi,
   CallListQuery,
+  CallPage,
   CreateCallBody,
+  DismissBody,
   CreatedCall,
   EndCallBody,
   LeadBody,
@@ -63,7 +65,14 @@ import type {
 } from './supervisor/call-api.ts';
 import { createCallObserver, type CallFinishedEvent, type CallObserver } from './supervisor/call-observer.ts';
 import { CALL_STATE_NAMES, callStateOf, callStatusOf, contextOf } from './supervisor/call-state.ts';
-import { callDetailViewOf, callViewOf, type CallDetailView, type CallView } from './supervisor/call-view.ts';
+import { CALL_LIST_PAGE_DEFAULT } from './supervisor/call-api.ts';
+import {
+  callDetailViewOf,
+  callViewOf,
+  decodeCallCursor,
+  encodeCallCursor,
+  type CallDetailView,
+} from './supervisor/call-view.ts';
 import { StoreWriter } from './supervisor/store-writer.ts';
 import { OutcomeWaiter } from './supervisor/event-outcomes.ts';
 import { mergeTranscript } from './machines/call.machine.ts';
@@ -118,6 +127,8 @@ interface LiveCall {
   localSeqs: Set<number>;
   /** Decisions on events logged elsewhere, in log order, run one after another. */
   queue: Promise<unknown> | undefined;
+  /** In a fleet: the lease epoch this instance drives the call under (0 on SQLite). */
+  epoch: number;
 }
 
 const COLLECTING_EVENTS = new Set(['call.transcript', 'call.lead']);
@@ -262,7 +273,9 @@ export class Supervisor implements CallApi {
     this.#fleet = fleet;
     this.#outcomes = new OutcomeWaiter({ store: this.#deps.store, time, leaseMs: fleet.leaseMs });
     fleet.on('note', (note) => this.#onNote(note));
-    fleet.on('fenced', (callIds) => this.#dropTakenOver(callIds, 'its writes were refused'));
+    fleet.on('fenced', ({ callIds, epoch }) =>
+      this.#dropTakenOver(callIds, 'its writes were refused', epoch),
+    );
     fleet.on('lost', () => this.#dropTakenOver([...this.#live.keys()], 'the lease was lost'));
     fleet.on('registered', () => this.#sweepSoon(0));
     fleet.on('renewed', ({ seconds }) => metrics.leaseRenewed({ seconds }));
@@ -327,12 +340,23 @@ export class Supervisor implements CallApi {
     for (;;) {
       const claimed = await fleet.claimOrphans(FLEET_SWEEP_BATCH, MACHINE_VERSION);
       for (const { call: row, previousOwner } of claimed) {
-        if (this.#live.has(row.callId)) continue;
+        // Still running here under an epoch this instance lost: the claimed row is the truth.
+        const stale = this.#live.get(row.callId);
+        if (stale) {
+          this.#forget(stale);
+          stale.actor.stop();
+        }
         try {
           this.#restore(row, await store.getEvents(row.callId));
           metrics.callTakenOver();
           logger.info(
-            { callId: row.callId, roomName: row.roomName, previousOwner, state: row.state },
+            {
+              callId: row.callId,
+              roomName: row.roomName,
+              previousOwner,
+              instanceId: fleet.instanceId,
+              state: row.state,
+            },
             'call taken over',
           );
         } catch (error) {
@@ -357,11 +381,14 @@ export class Supervisor implements CallApi {
     }
   }
 
-  /** Another instance owns these calls now (or may): stop them here without writing. */
-  #dropTakenOver(callIds: readonly string[], why: string): void {
+  /**
+   * Another instance owns these calls now (or may): stop them here without writing. `epoch`:
+   * the writes refused were this epoch's; a call this instance claimed again since stays.
+   */
+  #dropTakenOver(callIds: readonly string[], why: string, epoch = Number.POSITIVE_INFINITY): void {
     for (const callId of callIds) {
       const call = this.#live.get(callId);
-      if (!call) continue;
+      if (!call || call.epoch > epoch) continue;
       call.log.warn({ why }, 'call dropped here: another instance drives it now');
       this.#deps.metrics.callFenced();
       this.#forget(call);
@@ -508,6 +535,11 @@ export class Supervisor implements CallApi {
 
   async createCall(body: CreateCallBody): Promise<CreatedCall> {
     this.#assertReady();
+    // A call created now would be owned by an epoch that may already have lapsed: another
+    // instance could claim it while it runs here.
+    if (this.#fleet && !this.#fleet.trusted()) {
+      throw new ApiError('NOT_READY', 'this instance is renewing its fleet lease; retry shortly');
+    }
     const existingId = this.#byRoom.get(body.roomName);
     const existing = existingId === undefined ? undefined : this.#live.get(existingId);
     if (existing) return { created: false, callId: existing.callId, state: existing.state };
@@ -723,9 +755,34 @@ export class Supervisor implements CallApi {
     return callDetailViewOf(row, journal, live && { state: live.state, snapshot });
   }
 
-  async listCalls(query: CallListQuery): Promise<CallView[]> {
-    const rows = await this.#store((store) => store.listCalls(query));
-    return rows.map((row) => callViewOf(this.#withPendingSnapshot(row)));
+  async listCalls(query: CallListQuery): Promise<CallPage> {
+    const limit = query.limit ?? CALL_LIST_PAGE_DEFAULT;
+    const after = query.cursor === undefined ? undefined : decodeCallCursor(query.cursor);
+    // One more than asked: whether there is a next page.
+    const rows = await this.#store((store) =>
+      store.listCalls({ state: query.state, since: query.since, after, limit: limit + 1 }),
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      calls: page.map((row) => callViewOf(this.#withPendingSnapshot(row))),
+      nextCursor: rows.length > limit && last ? encodeCallCursor(last) : null,
+    };
+  }
+
+  async dismissCall(callId: string, body: DismissBody): Promise<void> {
+    this.#assertReady();
+    const live = this.#live.get(callId);
+    if (live) throw new ApiError('CALL_NOT_DISMISSABLE', `call ${callId} is ${live.state}, not failed`);
+    const at = new Date(this.#deps.time.now()).toISOString();
+    const dismissed = await this.#store((store) => store.dismissCall(callId, { reason: body.reason, at }));
+    if (dismissed) {
+      this.#deps.logger.info({ callId, reason: body.reason }, 'failed call dismissed by an operator');
+      return;
+    }
+    const row = await this.#store((store) => store.getCall(callId));
+    if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
+    throw new ApiError('CALL_NOT_DISMISSABLE', `call ${callId} is ${row.state}, not failed`);
   }
 
   /** The row as it will be once the queued snapshot is committed: reads see their own writes. */
@@ -835,7 +892,10 @@ export class Supervisor implements CallApi {
     });
   }
 
-  #attach(row: Pick<CallRow, 'callId' | 'roomName' | 'snapshot' | 'appliedSeq'>, actor: CallActor): LiveCall {
+  #attach(
+    row: Pick<CallRow, 'callId' | 'roomName' | 'snapshot' | 'appliedSeq' | 'owner'>,
+    actor: CallActor,
+  ): LiveCall {
     const { callId, roomName, snapshot } = row;
     const context = contextOf(snapshot);
     const value = (snapshot as { value?: never }).value ?? 'recording';
@@ -855,6 +915,7 @@ export class Supervisor implements CallApi {
       pending: { items: 0, chars: 0, leads: new Set() },
       localSeqs: new Set(),
       queue: undefined,
+      epoch: row.owner?.epoch ?? 0,
     };
     this.#live.set(callId, call);
     this.#byRoom.set(roomName, callId);
@@ -941,20 +1002,35 @@ export class Supervisor implements CallApi {
     seq: number,
     logged: LoggedEvent,
   ): ApiError | undefined | Promise<ApiError | undefined> {
-    if (this.#live.get(call.callId) !== call) {
-      return new ApiError('CALL_ALREADY_ENDED', `call ${call.callId} takes no more events`);
-    }
+    if (this.#live.get(call.callId) !== call) return this.#goneMeanwhile(call.callId, seq, logged);
     if (call.queue === undefined && seq === call.appliedSeq + 1)
       return this.#decide(call, seq, logged, false);
     call.localSeqs.add(seq);
     return this.#enqueue(call, async () => {
       await this.#catchUp(call);
       call.localSeqs.delete(seq);
-      if (this.#live.get(call.callId) !== call) {
-        return new ApiError('CALL_ALREADY_ENDED', `call ${call.callId} takes no more events`);
-      }
+      if (this.#live.get(call.callId) !== call) return this.#goneMeanwhile(call.callId, seq, logged);
       return this.#decide(call, seq, logged, false);
     });
+  }
+
+  /**
+   * The event is logged, but the call left this instance meanwhile: on SQLite it finished; in a
+   * fleet it may have moved to another instance, whose decision the sender gets.
+   */
+  async #goneMeanwhile(callId: string, seq: number, logged: LoggedEvent): Promise<ApiError | undefined> {
+    if (!this.#fleet || !this.#outcomes) {
+      return new ApiError('CALL_ALREADY_ENDED', `call ${callId} takes no more events`);
+    }
+    this.#fleet.notify([{ kind: 'event', callId }]);
+    if (!COLLECTING_EVENTS.has(logged.event.type)) return undefined;
+    try {
+      await this.#outcomes.wait(callId, seq, () => callDataSent(callId));
+      return undefined;
+    } catch (error) {
+      if (error instanceof ApiError) return error;
+      throw error;
+    }
   }
 
   /**

@@ -21,12 +21,15 @@
 import { z } from 'zod';
 import { callDirection } from '../payload/call-data.ts';
 import { personaConfigSchema } from '../payload/persona-config.ts';
-import type {
-  CallListQuery,
-  CreateCallBody,
-  EndCallBody,
-  LeadBody,
-  TranscriptBody,
+import { DISMISSED_STATE } from '../store/call-store.ts';
+import {
+  CALL_LIST_PAGE_MAX,
+  type CallListQuery,
+  type CreateCallBody,
+  type DismissBody,
+  type EndCallBody,
+  type LeadBody,
+  type TranscriptBody,
 } from '../supervisor/call-api.ts';
 import { CALL_STATE_NAMES } from '../supervisor/call-state.ts';
 
@@ -138,14 +141,29 @@ export const endCallBody = z
   })
   .default({}) satisfies z.ZodType<EndCallBody>;
 
-export const listCallsQuery = z.object({
-  state: z
-    .enum(CALL_STATE_NAMES as [string, ...string[]], {
-      error: `must be one of ${CALL_STATE_NAMES.join(', ')}`,
-    })
-    .optional(),
-  limit: z.coerce.number().int().min(1).max(5000).optional(),
-}) satisfies z.ZodType<CallListQuery>;
+const LISTED_STATES: [string, ...string[]] = [DISMISSED_STATE, ...CALL_STATE_NAMES];
+
+export const listCallsQuery = z.strictObject(
+  {
+    state: z.enum(LISTED_STATES, { error: `must be one of ${LISTED_STATES.join(', ')}` }).optional(),
+    since: isoTime.optional(),
+    limit: z.coerce
+      .number({ error: `must be a whole number from 1 to ${CALL_LIST_PAGE_MAX}` })
+      .int(`must be a whole number from 1 to ${CALL_LIST_PAGE_MAX}`)
+      .min(1, `must be a whole number from 1 to ${CALL_LIST_PAGE_MAX}`)
+      .max(CALL_LIST_PAGE_MAX, `must be a whole number from 1 to ${CALL_LIST_PAGE_MAX}`)
+      .optional(),
+    cursor: z.string().min(1).max(1000).optional(),
+  },
+  {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys' ? `unknown filter ${issue.keys.join(', ')}` : undefined,
+  },
+) satisfies z.ZodType<CallListQuery>;
+
+export const dismissBody = z.object({
+  reason: text.min(1, 'reason: say why the call is closed').max(1000),
+}) satisfies z.ZodType<DismissBody>;
 
 /** "items.2.timestamp: Invalid ISO datetime" — the first issue, with its field path. */
 export function describeIssue(error: z.ZodError): { field: string; message: string } {

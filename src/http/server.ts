@@ -24,6 +24,7 @@ import {
   describeIssue,
   endCallBody,
   leadBody,
+  dismissBody,
   listCallsQuery,
   transcriptBody,
 } from './schemas.ts';
@@ -52,6 +53,8 @@ export interface HttpServerOptions {
   api: CallApi;
   logger: Logger;
   ingestToken?: string | undefined;
+  /** Operator routes (listing and reading calls, retry, dismiss) need it when set, else the ingest token. */
+  adminToken?: string | undefined;
   /** Tests shrink these: connections served at once, and the deadline for a request's headers. */
   connectionLimits?: { maxConnections?: number; headersTimeoutMs?: number } | undefined;
   /** Checked on every `/readyz` after the supervisor is ready; any failing one makes it 503. */
@@ -87,6 +90,7 @@ function sendError(reply: FastifyReply, status: number, code: string, message: s
 
 export function buildHttpServer(options: HttpServerOptions) {
   const { api, ingestToken } = options;
+  const operatorToken = options.adminToken ?? ingestToken;
   const limits = {
     maxConnections: options.connectionLimits?.maxConnections ?? HTTP_MAX_CONNECTIONS,
     headersTimeoutMs: options.connectionLimits?.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS,
@@ -220,16 +224,19 @@ export function buildHttpServer(options: HttpServerOptions) {
     done();
   });
 
+  /** Answers 401 unless the request carries `token` (no token configured: open). */
+  const requireToken =
+    (token: string | undefined) => async (request: FastifyRequest, reply: FastifyReply) => {
+      if (token && !tokenMatches(token, request.headers.authorization)) {
+        await sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token');
+      }
+    };
+
+  // What the voice-agent jobs send: the ingest token.
   void app.register((scope, _opts, done) => {
     // JSON in and out: a text/plain body is 415, not a string that fails validation.
     scope.removeContentTypeParser('text/plain');
-    if (ingestToken) {
-      scope.addHook('onRequest', async (request, reply) => {
-        if (!tokenMatches(ingestToken, request.headers.authorization)) {
-          await sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token');
-        }
-      });
-    }
+    scope.addHook('onRequest', requireToken(ingestToken));
 
     scope.post('/v1/calls', async (request, reply) => {
       const body = parse(createCallBody, request.body);
@@ -256,9 +263,21 @@ export function buildHttpServer(options: HttpServerOptions) {
       await api.endCall(request.params.callId, parse(endCallBody, request.body ?? {}));
       return reply.code(202).send({ status: 'accepted' });
     });
+    done();
+  });
+
+  // What operators do: the admin token when one is set, else the ingest token.
+  void app.register((scope, _opts, done) => {
+    scope.removeContentTypeParser('text/plain');
+    scope.addHook('onRequest', requireToken(operatorToken));
 
     scope.post<{ Params: { callId: string } }>('/v1/calls/:callId/retry', async (request, reply) => {
       await api.retryCall(request.params.callId);
+      return reply.code(202).send({ status: 'accepted' });
+    });
+
+    scope.post<{ Params: { callId: string } }>('/v1/calls/:callId/dismiss', async (request, reply) => {
+      await api.dismissCall(request.params.callId, parse(dismissBody, request.body));
       return reply.code(202).send({ status: 'accepted' });
     });
 
@@ -266,10 +285,9 @@ export function buildHttpServer(options: HttpServerOptions) {
       api.getCall(request.params.callId),
     );
 
-    scope.get('/v1/calls', async (request) => {
-      const query = parse(listCallsQuery, request.query, 'INVALID_QUERY');
-      return { calls: await api.listCalls(query) };
-    });
+    scope.get('/v1/calls', async (request) =>
+      api.listCalls(parse(listCallsQuery, request.query, 'INVALID_QUERY')),
+    );
     done();
   });
 

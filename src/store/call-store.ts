@@ -130,11 +130,19 @@ export interface CommitBatch {
   handled?: readonly HandledEvent[] | undefined;
 }
 
+/** Newest first (`createdAt`, then `callId`, both descending). */
 export interface ListCallsQuery {
   state?: string | undefined;
   status?: CallStatus | undefined;
+  /** ISO-8601: created at or after. */
+  since?: string | undefined;
+  /** Keyset pagination: only calls after this one in the order. */
+  after?: { createdAt: string; callId: string } | undefined;
   limit?: number | undefined;
 }
+
+/** The state name of a failed call an operator closed (`POST /v1/calls/{id}/dismiss`). */
+export const DISMISSED_STATE = 'dismissed';
 
 export interface CallStore {
   /** Creates or migrates the schema. Safe to call twice. */
@@ -161,6 +169,11 @@ export interface CallStore {
   getCall(callId: string): Promise<CallRow | undefined>;
   getJournal(callId: string): Promise<StoredJournalEntry[]>;
   listCalls(query: ListCallsQuery): Promise<CallRow[]>;
+  /**
+   * Closes a failed call as dismissed (status `done`, state `dismissed`) with a journal entry
+   * saying why; undefined when the call is not failed (any more).
+   */
+  dismissCall(callId: string, dismissal: { reason: string; at: string }): Promise<CallRow | undefined>;
   /** How many calls have this status (the failed-calls gauge reads it at scrape time). */
   countCalls(status: CallStatus): Promise<number>;
   /** Calls to restore at start-up: not final, any machine version (the caller decides). */
@@ -186,8 +199,8 @@ export interface FleetEventMap {
   lost: [];
   /** A new lease epoch began (at start, and after a loss). */
   registered: [{ epoch: number }];
-  /** Writes for these calls were refused: another instance owns them now. */
-  fenced: [readonly string[]];
+  /** Writes of `epoch` for these calls were refused: another instance owns them now. */
+  fenced: [{ callIds: readonly string[]; epoch: number }];
   /** A renewal round trip, in seconds. */
   renewed: [{ seconds: number }];
 }

@@ -20,6 +20,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { TimeSource } from '../machines/timer.actor.ts';
 import { PostgresFleet } from './postgres-fleet.ts';
 import {
+  DISMISSED_STATE,
   StoreUnavailableError,
   type CallRow,
   type CallStatus,
@@ -37,9 +38,19 @@ const DEFAULT_LIST_LIMIT = 500;
 const POOL_SIZE = 10;
 export const DEFAULT_STORE_TIMEOUT_MS = 5_000;
 
-const schemaSql = (schema: string) => `
+/**
+ * Migration policy: the schema below is applied only when the store's recorded version differs
+ * from `SCHEMA_VERSION` (bump it with every change below): its `ALTER TABLE`s take an exclusive
+ * lock on `calls` even when they change nothing, and in a fleet a start must not queue every
+ * other instance's writes behind that lock. It runs in one transaction, one supervisor at a time,
+ * and gives up after the store timeout rather than wait behind a stalled instance's locks.
+ */
+export const SCHEMA_VERSION = 4;
+
+const schemaSql = (schema: string, lockTimeoutMs: number) => `
 -- Supervisors starting together migrate one at a time (the lock ends with this transaction).
 SELECT pg_advisory_xact_lock(hashtext('callsync schema ${schema}'));
+SET LOCAL lock_timeout = '${lockTimeoutMs}ms';
 CREATE SCHEMA IF NOT EXISTS ${schema};
 CREATE TABLE IF NOT EXISTS ${schema}.calls (
   call_id          TEXT PRIMARY KEY,
@@ -103,7 +114,10 @@ ALTER TABLE ${schema}.calls ALTER COLUMN journal_seq SET NOT NULL;
 -- Events logged before decisions were recorded count as decided (applied) up to the snapshot.
 UPDATE ${schema}.calls SET handled_seq = applied_seq WHERE handled_seq IS NULL;
 ALTER TABLE ${schema}.calls ALTER COLUMN handled_seq SET DEFAULT 0;
-ALTER TABLE ${schema}.calls ALTER COLUMN handled_seq SET NOT NULL;`;
+ALTER TABLE ${schema}.calls ALTER COLUMN handled_seq SET NOT NULL;
+CREATE TABLE IF NOT EXISTS ${schema}.callsync_schema (version INTEGER NOT NULL);
+DELETE FROM ${schema}.callsync_schema;
+INSERT INTO ${schema}.callsync_schema (version) VALUES (${SCHEMA_VERSION});`;
 
 interface CallRowRecord {
   call_id: string;
@@ -210,13 +224,18 @@ export class PostgresCallStore implements CallStore {
       connectionTimeoutMillis: timeoutMs,
       query_timeout: timeoutMs,
       statement_timeout: timeoutMs,
-      idle_in_transaction_session_timeout: 2 * timeoutMs,
+      // A stopped (SIGSTOP) process holding a transaction keeps its call rows locked until this
+      // ends it; in a fleet that must come before the lease would let another instance take over.
+      idle_in_transaction_session_timeout: this.#fleetOptions
+        ? Math.min(2 * timeoutMs, Math.max(500, Math.floor(this.#fleetOptions.leaseMs / 2)))
+        : 2 * timeoutMs,
       keepAlive: true,
     });
     // An idle client's error (server restart) must not crash the process; the pool replaces it.
     pool.on('error', () => undefined);
     try {
-      await pool.query(schemaSql(this.#schema));
+      if ((await this.#schemaVersion(pool)) !== SCHEMA_VERSION)
+        await pool.query(schemaSql(this.#schema, timeoutMs));
     } catch (error) {
       await pool.end().catch(() => undefined);
       throw storeError(error, 'open the store');
@@ -241,6 +260,18 @@ export class PostgresCallStore implements CallStore {
       this.#fleet = fleet;
     }
     this.#pool = pool;
+  }
+
+  /** The schema version the store records; undefined before the first migration. */
+  async #schemaVersion(pool: pg.Pool): Promise<number | undefined> {
+    const table = await pool.query<{ exists: string | null }>(`SELECT to_regclass($1)::text AS exists`, [
+      `${this.#schema}.callsync_schema`,
+    ]);
+    if (table.rows[0]?.exists == null) return undefined;
+    const version = await pool.query<{ version: number }>(
+      `SELECT version FROM ${this.#schema}.callsync_schema`,
+    );
+    return version.rows[0]?.version;
   }
 
   #require(): pg.Pool {
@@ -287,6 +318,8 @@ export class PostgresCallStore implements CallStore {
   }
 
   async commit(batch: CommitBatch): Promise<number[]> {
+    // The epoch the owner writes carry: a report of refused writes names it.
+    const fencedEpoch = this.#fleet?.epoch ?? 0;
     const statements = this.#commitStatements(batch);
     if (statements.length === 0) return [];
     const pool = this.#require();
@@ -326,7 +359,7 @@ export class PostgresCallStore implements CallStore {
         }
       }
       if (wrap) await client.query('COMMIT');
-      if (fenced.size > 0) this.#fleet?.emit('fenced', [...fenced]);
+      if (fenced.size > 0) this.#fleet?.emit('fenced', { callIds: [...fenced], epoch: fencedEpoch });
       const next = new Map(bases);
       return batch.events.map(({ callId }) => {
         const seq = (next.get(callId) ?? 0) + 1;
@@ -557,14 +590,43 @@ export class PostgresCallStore implements CallStore {
       params.push(query.status);
       where.push(`status = $${params.length}`);
     }
+    if (query.since !== undefined) {
+      params.push(query.since);
+      where.push(`created_at >= $${params.length}::timestamptz`);
+    }
+    if (query.after !== undefined) {
+      params.push(query.after.createdAt, query.after.callId);
+      where.push(`(created_at, call_id) < ($${params.length - 1}::timestamptz, $${params.length})`);
+    }
     params.push(query.limit ?? DEFAULT_LIST_LIMIT);
     const result = await this.#query<CallRowRecord>(
       'list calls',
       `SELECT ${CALL_COLUMNS} FROM ${this.#schema}.calls ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-       ORDER BY created_at DESC LIMIT $${params.length}`,
+       ORDER BY created_at DESC, call_id DESC LIMIT $${params.length}`,
       params,
     );
     return result.rows.map(toCallRow);
+  }
+
+  async dismissCall(callId: string, dismissal: { reason: string; at: string }): Promise<CallRow | undefined> {
+    const s = this.#schema;
+    // One statement: the call leaves `failed` and its journal says why, or nothing happens.
+    const result = await this.#query<CallRowRecord>(
+      'dismiss the call',
+      `WITH dismissed AS (
+         UPDATE ${s}.calls SET status = 'done', state = '${DISMISSED_STATE}', updated_at = $2::timestamptz,
+           journal_seq = journal_seq + 1
+         WHERE call_id = $1 AND status = 'failed'
+         RETURNING ${CALL_COLUMNS}, journal_seq
+       ), journaled AS (
+         INSERT INTO ${s}.call_journal (call_id, seq, at, kind, state, detail)
+         SELECT call_id, journal_seq, $2::timestamptz, 'dismissed', '${DISMISSED_STATE}', $3 FROM dismissed
+       )
+       SELECT ${CALL_COLUMNS} FROM dismissed`,
+      [callId, dismissal.at, JSON.stringify({ reason: dismissal.reason })],
+    );
+    const row = result.rows[0];
+    return row ? toCallRow(row) : undefined;
   }
 
   async countCalls(status: CallStatus): Promise<number> {

@@ -14,6 +14,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import {
+  DISMISSED_STATE,
   StoreUnavailableError,
   type CallRow,
   type CallStatus,
@@ -356,7 +357,16 @@ export class SqliteCallStore implements CallStore {
       where.push('status = ?');
       params.push(query.status);
     }
-    const sql = `SELECT * FROM calls ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT ?`;
+    // Times are stored as ISO-8601 UTC text, which sorts as the times do.
+    if (query.since !== undefined) {
+      where.push('created_at >= ?');
+      params.push(new Date(query.since).toISOString());
+    }
+    if (query.after !== undefined) {
+      where.push('(created_at < ? OR (created_at = ? AND call_id < ?))');
+      params.push(query.after.createdAt, query.after.createdAt, query.after.callId);
+    }
+    const sql = `SELECT * FROM calls ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, call_id DESC LIMIT ?`;
     params.push(query.limit ?? DEFAULT_LIST_LIMIT);
     return this.#run('list calls', () =>
       db
@@ -364,6 +374,30 @@ export class SqliteCallStore implements CallStore {
         .all(...params)
         .map(toCallRow),
     );
+  }
+
+  dismissCall(callId: string, dismissal: { reason: string; at: string }): Promise<CallRow | undefined> {
+    const { db, statements } = this.#require();
+    const dismiss = db.transaction(() => {
+      const changed = db
+        .prepare<[string, string]>(
+          `UPDATE calls SET status = 'done', state = '${DISMISSED_STATE}', updated_at = ? WHERE call_id = ? AND status = 'failed'`,
+        )
+        .run(dismissal.at, callId);
+      if (changed.changes === 0) return undefined;
+      const next = statements.nextJournalSeq.get(callId);
+      statements.appendJournal.run({
+        callId,
+        seq: next?.seq ?? 1,
+        at: dismissal.at,
+        kind: 'dismissed',
+        state: DISMISSED_STATE,
+        detail: JSON.stringify({ reason: dismissal.reason }),
+      });
+      const row = statements.byId.get(callId);
+      return row ? toCallRow(row) : undefined;
+    });
+    return this.#run('dismiss the call', () => dismiss.immediate());
   }
 
   countCalls(status: CallStatus): Promise<number> {

@@ -46,10 +46,29 @@ export interface EndCallBody {
   reason?: string | undefined;
 }
 
-/** `GET /v1/calls?state=&limit=`. */
+/** `GET /v1/calls` answers this many calls a page unless asked (at most `CALL_LIST_PAGE_MAX`). */
+export const CALL_LIST_PAGE_DEFAULT = 100;
+export const CALL_LIST_PAGE_MAX = 1_000;
+
+/** `GET /v1/calls?state=&since=&limit=&cursor=`: newest first, a page at a time. */
 export interface CallListQuery {
   state?: string | undefined;
+  /** ISO-8601: only calls created at or after it. */
+  since?: string | undefined;
   limit?: number | undefined;
+  /** The `nextCursor` of the previous page. */
+  cursor?: string | undefined;
+}
+
+/** One page of `GET /v1/calls`; `nextCursor` is null on the last page. */
+export interface CallPage {
+  calls: CallView[];
+  nextCursor: string | null;
+}
+
+/** `POST /v1/calls/{id}/dismiss`: an operator closes a failed call. */
+export interface DismissBody {
+  reason: string;
 }
 
 /** `created: false` when the room already has a live call (or the `callId` exists): that one. */
@@ -70,7 +89,9 @@ export interface CallApi {
   endCall(callId: string, body: EndCallBody): Promise<void>;
   retryCall(callId: string): Promise<void>;
   getCall(callId: string): Promise<CallDetailView>;
-  listCalls(query: CallListQuery): Promise<CallView[]>;
+  listCalls(query: CallListQuery): Promise<CallPage>;
+  /** Closes a `failed` call as `dismissed`: it no longer waits for an operator. */
+  dismissCall(callId: string, body: DismissBody): Promise<void>;
   handleWebhook(rawBody: string, authorization: string | undefined): Promise<void>;
   metrics(): Promise<{ contentType: string; body: string }>;
 }

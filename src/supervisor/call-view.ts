@@ -16,6 +16,7 @@ import type {
   EndReason,
 } from '../machines/call.types.ts';
 import type { CallDirection, DeliveredRecording } from '../payload/call-data.ts';
+import { ApiError } from '../errors.ts';
 import type { CallOwner, CallRow, CallStatus, StoredJournalEntry } from '../store/call-store.ts';
 import { contextOf } from './call-state.ts';
 
@@ -146,4 +147,33 @@ export function callDetailViewOf(
     owner: row.owner,
     journal,
   };
+}
+
+/**
+ * `GET /v1/calls` pages by keyset (`createdAt`, then `callId`, newest first): the cursor is the
+ * last call of a page, opaque to clients (base64url JSON), so a page never skips or repeats a
+ * call when calls are created meanwhile.
+ */
+export function encodeCallCursor(row: Pick<CallRow, 'createdAt' | 'callId'>): string {
+  return Buffer.from(JSON.stringify([row.createdAt, row.callId])).toString('base64url');
+}
+
+export function decodeCallCursor(cursor: string): { createdAt: string; callId: string } {
+  try {
+    const decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (
+      Array.isArray(decoded) &&
+      decoded.length === 2 &&
+      typeof decoded[0] === 'string' &&
+      !Number.isNaN(Date.parse(decoded[0])) &&
+      typeof decoded[1] === 'string'
+    ) {
+      return { createdAt: decoded[0], callId: decoded[1] };
+    }
+  } catch {
+    // not base64url JSON: said below
+  }
+  throw new ApiError('INVALID_QUERY', 'cursor: not a cursor from a previous page (nextCursor)', {
+    field: 'cursor',
+  });
 }

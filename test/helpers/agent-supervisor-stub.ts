@@ -155,7 +155,9 @@ export async function startAgentSupervisorStub(
     retryCall: () => Promise.reject(new ApiError('CALL_NOT_RETRYABLE', 'not in the stub')),
     // Type-only: the agent never reads a call back, so the stub answers what it keeps.
     getCall: (callId) => Promise.resolve(knownCall(callId) as unknown as CallDetailView),
-    listCalls: () => Promise.resolve([...calls.values()] as unknown as CallView[]),
+    listCalls: () =>
+      Promise.resolve({ calls: [...calls.values()] as unknown as CallView[], nextCursor: null }),
+    dismissCall: () => Promise.reject(new ApiError('CALL_NOT_DISMISSABLE', 'not in the stub')),
     handleWebhook: () => Promise.resolve(),
     metrics: () => Promise.resolve({ contentType: 'text/plain', body: '' }),
   };

@@ -29,6 +29,7 @@ function heldCallApi() {
     linkLead: notUsed,
     endCall: notUsed,
     retryCall: notUsed,
+    dismissCall: notUsed,
     getCall: notUsed,
     listCalls: notUsed,
     handleWebhook: notUsed,

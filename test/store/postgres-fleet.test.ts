@@ -44,7 +44,7 @@ async function member(url: string, instanceId: string) {
   const fleet = store.fleet;
   if (!fleet) throw new Error('the store did not join the fleet');
   const fenced: string[] = [];
-  fleet.on('fenced', (callIds) => fenced.push(...callIds));
+  fleet.on('fenced', ({ callIds }) => fenced.push(...callIds));
   return { store, fleet, clock, fenced, instanceId };
 }
 
