@@ -34,7 +34,7 @@
  * transition that receives it and is never started again.
  *
  * Pure logic: effects are named actors with placeholders, supplied through `provide()`
- * (`call.effects.ts` builds them from plain functions). Time enters only through events.
+ * (`call.actors.ts` builds them from plain functions). Time enters only through events.
  * Change anything here or in `upload.machine.ts` → bump `CALL_MACHINE_VERSION`.
  */
 import {

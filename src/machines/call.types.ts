@@ -84,7 +84,7 @@ export interface Stamped<T> {
   at: number;
 }
 
-/** What a failed effect rejects with (see `EffectFailure` in `call.effects.ts`). */
+/** What a failed effect rejects with (see `EffectFailure` in `call.actors.ts`). */
 export interface StampedFailure {
   info: ErrorInfo;
   at: number;
@@ -102,7 +102,7 @@ export function isStampedFailure(value: unknown): value is StampedFailure {
 }
 
 /**
- * Describes whatever an effect rejected with. Effects built with `call.effects.ts` reject with a
+ * Describes whatever an effect rejected with. Effects built with `call.actors.ts` reject with a
  * stamped failure; anything else (a bare throw from a hand-written actor) gets `fallbackAt`, the
  * time the attempt began, so backoff is then measured from the attempt start (slightly early).
  */
@@ -118,7 +118,11 @@ export function failureOf(error: unknown, fallbackAt: number): StampedFailure {
 export type EgressStatus = 'active' | 'complete' | 'failed' | 'aborted' | 'limit_reached';
 export type EgressFinalStatus = Exclude<EgressStatus, 'active'>;
 
-/** The file an egress wrote. `location` is what LiveKit reports (a path or an object URL). */
+/**
+ * The file an egress wrote, the one type for it from LiveKit's answer (`egress.client.ts`) to the
+ * CRM upload. `location` is what LiveKit reports (a path or an object URL); size and duration
+ * are absent until LiveKit knows them (JSON keeps an absent field absent).
+ */
 export interface EgressFile {
   filename: string;
   location: string;

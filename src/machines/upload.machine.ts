@@ -13,7 +13,7 @@
  * `succeeded` is final: nothing can send an acknowledged step again.
  *
  * Pure logic: the one effect (`deliver`) and the `timer` are placeholders here, supplied with
- * `uploadMachine.provide()` (see `call.effects.ts`). No I/O imports.
+ * `uploadMachine.provide()` (see `call.actors.ts`). No I/O imports.
  */
 import { assign, emit, fromCallback, fromPromise, setup, type EventObject } from 'xstate';
 import type { ErrorInfo } from '../errors.ts';

@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { callMachine } from '../../src/machines/call.machine.ts';
-import { createUploadLogic } from '../../src/machines/call.effects.ts';
+import { createUploadLogic } from '../../src/machines/call.actors.ts';
 import { callGraph, callReplay, describePath, runCallPath } from './call.model.ts';
 import { Coverage } from './coverage.ts';
 import {

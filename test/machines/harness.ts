@@ -28,7 +28,7 @@ import {
   createUploadLogic,
   type CrmEffects,
   type LiveKitEffects,
-} from '../../src/machines/call.effects.ts';
+} from '../../src/machines/call.actors.ts';
 import { CALL_MACHINE_VERSION } from '../../src/machines/call.machine.ts';
 import type {
   CallMachineInput,
