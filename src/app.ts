@@ -9,6 +9,7 @@ import type { Config } from './config.ts';
 import { buildHttpServer, type HttpServer, type HttpServerOptions } from './http/server.ts';
 import { createLogger, type Logger } from './logging/logger.ts';
 import { createCallLogic } from './machines/call.actors.ts';
+import type { CallLimits } from './machines/call.types.ts';
 import { systemTime, type TimeSource } from './machines/timer.actor.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import { createMetricsRecorder } from './metrics/metrics.recorder.ts';
@@ -82,7 +83,7 @@ export interface CallsyncAppOptions {
   logger?: Logger;
   time?: TimeSource;
   /** Tests tune timings the environment does not expose (poll interval, per-attempt timeouts). */
-  limits?: Record<string, number>;
+  limits?: Partial<CallLimits> | undefined;
   /** Tests shrink the HTTP connection limits (see `http/server.ts`). */
   connectionLimits?: HttpServerOptions['connectionLimits'];
 }
