@@ -3,10 +3,12 @@
  *
  *   active (owns the LiveKit client: opened on entry, closed on exit or actor stop)
  *   ├─ live
- *   │  ├─ recording ─ starting ⇄ backoff  start the egress (3 attempts, then go on without)
+ *   │  ├─ recording ─ starting ⇄ backoff  start the egress (3 attempts, then go on without;
+ *   │  │                                  `egress-wait-policy.ts` has the numbers and why)
  *   │  ├─ inConversation                  collect transcript items and leads
  *   │  ├─ callEnded (transient)           `call.end`, `room_finished` or the maximum duration
  *   │  └─ awaitingEgress                  stop it, then webhook or ListEgress poll, up to a deadline
+ *   │                                     (`egress-wait-policy.ts`)
  *   │     ├─ stopping → polling ⇄ waiting
  *   ├─ egressSettled (transient)          a file → upload it; otherwise post without a recording
  *   ├─ uploadingRecording                 upload machine, step `recording`; giving up on it
@@ -92,7 +94,15 @@ import {
   recordingAttemptTimeoutMs,
   type MissingRecordingReason,
 } from './recording-policy.ts';
-import { EGRESS_START_MAX_ATTEMPTS, jitterSample, retryDelayMs } from './retry-policy.ts';
+import {
+  egressDeadlineAt,
+  egressStartDeadlineAt,
+  nextEgressPollAt,
+  nextEgressStartAt,
+  settlementOf,
+  settlementWithoutWaiting,
+  timedOutSettlement,
+} from './egress-wait-policy.ts';
 import type { TimerFired, TimerInput, TimerLogic } from './timer.actor.ts';
 import { uploadMachine, type UploadContext, type UploadInput, type UploadOutput } from './upload.machine.ts';
 
@@ -211,14 +221,20 @@ function egressStartFailure(context: CallContext, event: EventObject): StampedFa
   );
 }
 
-function hasRecordingFile(settlement: EgressSettlement | null): boolean {
-  return settlement !== null && hasUsableFile(settlement.status, settlement.file);
+/** A failed StartEgress attempt as the egress-wait policy reads it. */
+function egressStartFailureOf(context: CallContext, failure: StampedFailure) {
+  return {
+    callId: context.call.callId,
+    attempt: context.egress.startAttempts,
+    retryable: failure.info.retryable,
+    retryAfterMs: failure.info.retryAfterMs,
+    at: failure.at,
+    callEnded: context.end !== null,
+  };
 }
 
-function settlementOf(outcome: EgressOutcome, via: 'webhook' | 'poll', at: number): EgressSettlement {
-  const status = isFinalEgressStatus(outcome.status) ? outcome.status : 'timed_out';
-  const file = hasUsableFile(status, outcome.file) ? (outcome.file ?? null) : null;
-  return { status, file, via, at };
+function hasRecordingFile(settlement: EgressSettlement | null): boolean {
+  return settlement !== null && hasUsableFile(settlement.status, settlement.file);
 }
 
 type CallDataBuild = { ok: true; document: CallData } | { ok: false; error: ErrorInfo };
@@ -290,7 +306,7 @@ function initialContext(input: CallMachineInput): CallContext {
       roomSid: null,
       startAttempts: 1,
       startedAttemptAt: input.now,
-      startDeadlineAt: input.now + limits.egressStartTimeoutMs,
+      startDeadlineAt: egressStartDeadlineAt(input.now, limits.egressStartTimeoutMs),
       nextStartAt: null,
       unavailable: false,
       lastError: null,
@@ -312,14 +328,6 @@ function initialContext(input: CallMachineInput): CallContext {
     outcome: null,
     retries: 0,
   };
-}
-
-/** The call ended with no egress to wait for: none was started, or it already reported its end. */
-function settlementWithoutWaiting(context: CallContext): EgressSettlement {
-  const at = context.end?.at ?? context.createdAt;
-  return context.egress.reported !== null
-    ? settlementOf(context.egress.reported, 'webhook', at)
-    : { status: 'not_started', file: null, via: 'none', at };
 }
 
 function egressRef(context: CallContext): StopEgressInput & CheckEgressInput {
@@ -547,9 +555,7 @@ export const callMachine = setup({
     hasEnded: ({ context }) => context.end !== null,
     notEnded: ({ context }) => context.end === null,
     willRetryEgressStart: ({ context }, params: { failure: StampedFailure }) =>
-      context.end === null &&
-      params.failure.info.retryable &&
-      context.egress.startAttempts < EGRESS_START_MAX_ATTEMPTS,
+      nextEgressStartAt(egressStartFailureOf(context, params.failure)) !== null,
     /** An egress is running and nobody has reported its end yet. */
     egressNeedsAwaiting: ({ context }) => context.egress.id !== null && context.egress.reported === null,
     isOwnFinalEgressReport: ({ context }, params: { egressId: string; outcome: EgressOutcome }) =>
@@ -613,13 +619,8 @@ export const callMachine = setup({
     egressStartAttemptFailed: enqueueActions(({ context, enqueue }, params: { failure: StampedFailure }) => {
       const { failure } = params;
       const attempt = context.egress.startAttempts;
-      const nextStartAt =
-        failure.at +
-        retryDelayMs({
-          attempt,
-          retryAfterMs: failure.info.retryAfterMs,
-          random: jitterSample(`${context.call.callId}:egress`, attempt),
-        });
+      // Only reached when `willRetryEgressStart` found a next attempt.
+      const nextStartAt = nextEgressStartAt(egressStartFailureOf(context, failure)) ?? failure.at;
       enqueue.assign({
         egress: { ...context.egress, startDeadlineAt: null, lastError: failure.info, nextStartAt },
       });
@@ -658,7 +659,7 @@ export const callMachine = setup({
         ...context.egress,
         startAttempts: context.egress.startAttempts + 1,
         startedAttemptAt: params.at,
-        startDeadlineAt: params.at + context.limits.egressStartTimeoutMs,
+        startDeadlineAt: egressStartDeadlineAt(params.at, context.limits.egressStartTimeoutMs),
         nextStartAt: null,
       },
     })),
@@ -668,7 +669,7 @@ export const callMachine = setup({
       const end = endOf(context, params.trigger);
       enqueue.assign({
         end,
-        egressDeadlineAt: end.at + context.limits.egressDeadlineMs,
+        egressDeadlineAt: egressDeadlineAt(end.at, context.limits.egressDeadlineMs),
         deliverBy: end.endedAtMs + context.limits.deliveryTargetMs,
       });
       enqueue.emit({
@@ -697,7 +698,7 @@ export const callMachine = setup({
       egress: {
         ...context.egress,
         polls: context.egress.polls + 1,
-        nextPollAt: params.at + context.limits.egressPollIntervalMs,
+        nextPollAt: nextEgressPollAt(params.at, context.limits.egressPollIntervalMs),
       },
     })),
     settleEgress: enqueueActions(({ context, enqueue }, params: { settlement: EgressSettlement }) => {
@@ -945,7 +946,8 @@ export const callMachine = setup({
                       at: context.egress.nextStartAt ?? context.createdAt,
                       event: 'timer.egress_start_retry',
                     }),
-                    // A broken timer retries at once: still bounded by EGRESS_START_MAX_ATTEMPTS.
+                    // A broken timer retries at once: still bounded by EGRESS_START_MAX_ATTEMPTS
+                    // (egress-wait-policy.ts).
                     onError: {
                       target: 'starting',
                       actions: [
@@ -1005,7 +1007,12 @@ export const callMachine = setup({
                   target: '#call.active.egressSettled',
                   actions: {
                     type: 'settleEgress',
-                    params: ({ context }) => ({ settlement: settlementWithoutWaiting(context) }),
+                    params: ({ context }) => ({
+                      settlement: settlementWithoutWaiting(
+                        context.egress.reported,
+                        context.end?.at ?? context.createdAt,
+                      ),
+                    }),
                   },
                 },
               ],
@@ -1028,9 +1035,7 @@ export const callMachine = setup({
                   target: '#call.active.egressSettled',
                   actions: {
                     type: 'settleEgress',
-                    params: ({ event }) => ({
-                      settlement: { status: 'timed_out', file: null, via: 'deadline', at: event.at },
-                    }),
+                    params: ({ event }) => ({ settlement: timedOutSettlement(event.at) }),
                   },
                 },
               },

@@ -143,6 +143,3 @@ export function planRetry({ attempt, error, key, maxAttempts }: PlanRetryOptions
     lane: laneOf(attempt),
   };
 }
-
-/** StartEgress gets three attempts (0.5 s and 1 s apart): the call is live, a late start records little. */
-export const EGRESS_START_MAX_ATTEMPTS = 3;
