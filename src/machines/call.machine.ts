@@ -67,7 +67,6 @@ import type {
   TranscriptEvent,
 } from './call.events.ts';
 import {
-  DEFAULT_CALL_LIMITS,
   failureOf,
   idempotencyKeyOf,
   isFinalEgressStatus,
@@ -94,6 +93,7 @@ import {
   recordingAttemptTimeoutMs,
   type MissingRecordingReason,
 } from './recording-policy.ts';
+import { DEFAULT_CALL_LIMITS } from './defaults.ts';
 import {
   egressDeadlineAt,
   egressStartDeadlineAt,

@@ -21,7 +21,7 @@ import type { MissingRecordingReason } from './recording-policy.ts';
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
-/** Limits of one call, from config. All durations in milliseconds. */
+/** Limits of one call, from config; defaults in `defaults.ts`. All durations in milliseconds. */
 export interface CallLimits {
   /** A call whose agent never sends `end` (and whose room never finishes) is ended after this. */
   maxCallDurationMs: number;
@@ -41,17 +41,6 @@ export interface CallLimits {
   /** Bound on one call-data POST attempt. */
   postAttemptTimeoutMs: number;
 }
-
-export const DEFAULT_CALL_LIMITS: Readonly<CallLimits> = Object.freeze({
-  maxCallDurationMs: 2 * 60 * 60_000,
-  // Generous on purpose: a late recording still beats none. The p95 target for egress is ~10 s.
-  egressDeadlineMs: 120_000,
-  deliveryTargetMs: 30_000,
-  egressPollIntervalMs: 1_000,
-  egressStartTimeoutMs: 10_000,
-  uploadAttemptTimeoutMs: 60_000,
-  postAttemptTimeoutMs: 10_000,
-});
 
 /** What the supervisor knows about a call when it creates its actor (`POST /v1/calls`). */
 export interface CallDescription {

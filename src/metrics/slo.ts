@@ -29,7 +29,11 @@
  *
  * Compatibility: Prometheus 3 normalises classic-histogram `le` values to floats (`le="30.0"`),
  * 2.x keeps what the client exposed (`le="30"`), so the rules match both.
+ *
+ * Numbers the service also uses (the target, the egress deadline) come from
+ * `machines/defaults.ts`, so the rules watch what the service does.
  */
+import { DELIVERY_TARGET_SECONDS_DEFAULT, EGRESS_DEADLINE_SECONDS_DEFAULT } from '../machines/defaults.ts';
 
 export interface RecordingRule {
   record: string;
@@ -74,14 +78,17 @@ export interface DeliverySloOptions {
   stuckAwaitingEgressSeconds: number;
 }
 
+/** A call still awaiting its egress this long after the deadline should have settled it is stuck. */
+const STUCK_AFTER_DEADLINE_SECONDS = 60;
+
 export const DELIVERY_SLO_DEFAULTS: Readonly<DeliverySloOptions> = Object.freeze({
-  targetSeconds: 30,
+  targetSeconds: DELIVERY_TARGET_SECONDS_DEFAULT,
   objective: 0.99,
   periodDays: 30,
   minCallsInLongWindow: 20,
   job: 'callsync',
   awaitingEgressState: 'awaitingEgress',
-  stuckAwaitingEgressSeconds: 180,
+  stuckAwaitingEgressSeconds: EGRESS_DEADLINE_SECONDS_DEFAULT + STUCK_AFTER_DEADLINE_SECONDS,
 });
 
 /** The windows the recording rules compute the SLI over (all the alerts' windows). */

@@ -43,6 +43,9 @@ for (const crash of [false, true]) {
   });
 }
 
+/** The README's `CALLSYNC_MAX_CALL_DURATION_SECONDS` default, `14400`: the machine's default too. */
+const MAX_CALL_DURATION_MS = 14_400 * 1_000;
+
 const endNow = (h: CallHarness) =>
   h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
 const faults = (h: CallHarness) => h.emitted.filter((event) => event.type === 'call.fault');
@@ -147,7 +150,7 @@ const faultScenarios: Array<[name: string, run: (coverage?: Coverage) => Promise
   [
     'the maximum duration passing while the egress is starting ends the call once it started',
     async (coverage) => {
-      const startedAt = REFERENCE_TIMESTAMP - 2 * 60 * 60_000 + 5_000; // 5 s left
+      const startedAt = REFERENCE_TIMESTAMP - MAX_CALL_DURATION_MS + 5_000; // 5 s left
       const h = new CallHarness({
         coverage,
         input: makeCallInput({ call: { ...makeCallInput().call, startedAt: iso(startedAt) } }),
@@ -165,7 +168,7 @@ const faultScenarios: Array<[name: string, run: (coverage?: Coverage) => Promise
   [
     'the maximum duration passing while backing off ends the call without a recording',
     async (coverage) => {
-      const startedAt = REFERENCE_TIMESTAMP - 2 * 60 * 60_000 + 300; // due before the first retry
+      const startedAt = REFERENCE_TIMESTAMP - MAX_CALL_DURATION_MS + 300; // due before the first retry
       const h = new CallHarness({
         coverage,
         input: makeCallInput({ call: { ...makeCallInput().call, startedAt: iso(startedAt) } }),
