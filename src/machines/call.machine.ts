@@ -19,6 +19,11 @@
  *   failed                                the call data refused (non-retryable) or its retries
  *                                         exhausted; RETRY posts it again
  *
+ * Each state is tagged with the design card's state it belongs to (`ROLE_TAGS` below says which
+ * tags are not card states): the short steps `callEnded` and `egressSettled` belong to
+ * `awaitingEgress`, `preparingData` to `postingData`; `active` and `live` wrap card states and
+ * have none of their own.
+ *
  * The LiveKit client is an invoked actor on `active` (tagged `livekit`), so the actor owns it for
  * exactly the call's lifetime: it is opened when the actor starts (entering `active`), stays open
  * through every egress effect (all invoked inside `active.live`) and the CRM steps, and is closed
@@ -113,6 +118,15 @@ import { uploadMachine, type UploadContext, type UploadInput, type UploadOutput 
  * 3: an unusable recording ends the call `partial` (`recordingMissing`), never `failed`.
  */
 export const CALL_MACHINE_VERSION = 3;
+
+/**
+ * State tags. A card tag names the design card's state a node belongs to (`CallStateName`): every
+ * leaf has exactly one, on itself or an ancestor, and `call.states.ts` derives the state names
+ * and `callStateOf` from them. Role tags say what a state does: `livekit` (the client is open),
+ * `collecting` (transcript items and leads are taken).
+ */
+export const ROLE_TAGS = ['livekit', 'collecting'] as const;
+export type CallTag = CallStateName | (typeof ROLE_TAGS)[number];
 
 type CallTimerEvent = { [K in CallTimerEventType]: TimerFired<K> }[CallTimerEventType];
 export type CallEvent = CallExternalEvent | CallTimerEvent;
@@ -529,7 +543,7 @@ export const callMachine = setup({
     events: {} as CallEvent,
     emitted: {} as CallEmitted,
     output: {} as CallOutput,
-    tags: {} as 'livekit' | 'collecting',
+    tags: {} as CallTag,
   },
   actors: {
     /** Opens the call's LiveKit client; its cleanup closes it. Invoked on `active`, nowhere else. */
@@ -874,6 +888,7 @@ export const callMachine = setup({
           initial: 'recording',
           states: {
             recording: {
+              tags: ['recording'],
               entry: { type: 'emitStateEntered', params: enteredParams('recording') },
               invoke: {
                 id: 'maxCallTimer',
@@ -972,6 +987,7 @@ export const callMachine = setup({
               },
             },
             inConversation: {
+              tags: ['inConversation'],
               entry: { type: 'emitStateEntered', params: enteredParams('inConversation') },
               invoke: {
                 id: 'maxCallTimer',
@@ -1001,6 +1017,7 @@ export const callMachine = setup({
               },
             },
             callEnded: {
+              tags: ['awaitingEgress'],
               always: [
                 { guard: 'egressNeedsAwaiting', target: 'awaitingEgress' },
                 {
@@ -1018,6 +1035,7 @@ export const callMachine = setup({
               ],
             },
             awaitingEgress: {
+              tags: ['awaitingEgress'],
               entry: { type: 'emitStateEntered', params: enteredParams('awaitingEgress') },
               invoke: {
                 id: 'egressDeadline',
@@ -1111,6 +1129,7 @@ export const callMachine = setup({
           },
         },
         egressSettled: {
+          tags: ['awaitingEgress'],
           always: [
             { guard: 'hasRecordingFile', target: 'uploadingRecording' },
             {
@@ -1131,7 +1150,7 @@ export const callMachine = setup({
           ],
         },
         uploadingRecording: {
-          tags: ['collecting'],
+          tags: ['uploadingRecording', 'collecting'],
           entry: [
             { type: 'emitStateEntered', params: enteredParams('uploadingRecording') },
             { type: 'beginDelivery', params: { step: 'recording' } },
@@ -1143,6 +1162,7 @@ export const callMachine = setup({
           },
         },
         preparingData: {
+          tags: ['postingData'],
           always: [
             { guard: 'callDataBuilds', target: 'postingData' },
             {
@@ -1164,6 +1184,7 @@ export const callMachine = setup({
           ],
         },
         postingData: {
+          tags: ['postingData'],
           entry: [
             { type: 'emitStateEntered', params: enteredParams('postingData') },
             { type: 'beginDelivery', params: { step: 'call-data' } },
@@ -1172,7 +1193,13 @@ export const callMachine = setup({
         },
       },
     },
+    done: {
+      tags: ['done'],
+      type: 'final',
+      entry: [{ type: 'emitStateEntered', params: enteredParams('done') }, 'emitDelivered'],
+    },
     failed: {
+      tags: ['failed'],
       entry: [{ type: 'emitStateEntered', params: enteredParams('failed') }, 'emitFailed'],
       on: {
         // Only the call data can fail a call (recording policy), so a RETRY posts it again.
@@ -1181,10 +1208,6 @@ export const callMachine = setup({
           actions: { type: 'retry', params: ({ event }) => ({ step: 'call-data', at: event.at }) },
         },
       },
-    },
-    done: {
-      type: 'final',
-      entry: [{ type: 'emitStateEntered', params: enteredParams('done') }, 'emitDelivered'],
     },
   },
   output: ({ context }) => ({
