@@ -6,17 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { callMachine } from '../../src/machines/call.machine.ts';
 import { cardTagsOf } from '../../src/machines/call.states.ts';
-
-/** The design card's states (README, "How it is built"). */
-const CARD_STATES = [
-  'recording',
-  'inConversation',
-  'awaitingEgress',
-  'uploadingRecording',
-  'postingData',
-  'done',
-  'failed',
-];
+import { CARD_STATES } from './card-states.ts';
 
 interface NodeLike {
   id: string;
@@ -47,7 +37,7 @@ describe('card tags', () => {
   for (const { node, cardTags } of leaves) {
     it(`${node.id} has exactly one card tag`, () => {
       expect(cardTags).toHaveLength(1);
-      expect(CARD_STATES).toContain(cardTags[0]);
+      expect(CARD_STATES).toContain(cardTags[0]!);
     });
   }
 

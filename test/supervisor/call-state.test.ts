@@ -10,6 +10,7 @@ import { getInitialSnapshot, type StateValue } from 'xstate';
 import { callMachine } from '../../src/machines/call.machine.ts';
 import type { CallStateName } from '../../src/machines/call.events.ts';
 import { CALL_STATE_NAMES, callStateOf, callStatusOf } from '../../src/supervisor/call-state.ts';
+import { CARD_STATES } from '../machines/card-states.ts';
 import { makeCallInput } from '../machines/harness.ts';
 
 const EXPECTED: Record<string, CallStateName> = {
@@ -80,15 +81,7 @@ describe('callStateOf', () => {
   }
 
   it('names the card states in the card’s order', () => {
-    expect(CALL_STATE_NAMES).toEqual([
-      'recording',
-      'inConversation',
-      'awaitingEgress',
-      'uploadingRecording',
-      'postingData',
-      'done',
-      'failed',
-    ]);
+    expect(CALL_STATE_NAMES).toEqual(CARD_STATES);
   });
 
   it('agrees with the tags of a resolved snapshot', () => {
