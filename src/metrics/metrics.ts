@@ -2,7 +2,7 @@
  * callsync's Prometheus metrics, on an injected registry (never prom-client's global one, so
  * tests and embedders each get their own).
  *
- * Two sets live here. The contract's metrics (`/work/shared/api-contract.md`, "Metrics") are what
+ * Two sets live here. The contract's metrics (README, "Monitoring") are what
  * dashboards and alerts outside this repo read: their names, types and labels do not change.
  * The operator metrics beside them answer "where do calls wait?": time in each state, how the
  * egress wait ended (webhook, poll or deadline), recording sizes, store write time, restores at
