@@ -12,6 +12,7 @@ export default defineConfig({
       'test/machines/retry-policy.test.ts',
       'test/machines/recording-policy.test.ts',
       'test/machines/egress-wait-policy.test.ts',
+      'test/machines/defaults.test.ts',
       'test/machines/timer.actor.test.ts',
       'test/machines/call.machine.test.ts',
       'test/machines/reference-model.property.test.ts',
