@@ -11,6 +11,8 @@ export default defineConfig({
     include: [
       'test/machines/retry-policy.test.ts',
       'test/machines/recording-policy.test.ts',
+      'test/machines/egress-wait-policy.test.ts',
+      'test/machines/defaults.test.ts',
       'test/machines/timer.actor.test.ts',
       'test/machines/call.machine.test.ts',
       'test/machines/reference-model.property.test.ts',

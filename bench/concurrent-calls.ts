@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
-import { createCallLogic } from '../src/machines/call.effects.ts';
+import { createCallLogic } from '../src/machines/call.actors.ts';
 import { systemTime } from '../src/machines/timer.actor.ts';
 import { createMetrics } from '../src/metrics/metrics.ts';
 import { createMetricsRecorder } from '../src/metrics/metrics.recorder.ts';

@@ -8,14 +8,16 @@ import { Registry } from 'prom-client';
 import type { Config } from './config.ts';
 import { buildHttpServer, type HttpServer, type HttpServerOptions } from './http/server.ts';
 import { createLogger, type Logger } from './logging/logger.ts';
-import { createCallLogic } from './machines/call.effects.ts';
+import { createCallLogic } from './machines/call.actors.ts';
+import type { CallLimits } from './machines/call.types.ts';
 import { systemTime, type TimeSource } from './machines/timer.actor.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import { createMetricsRecorder } from './metrics/metrics.recorder.ts';
 import { withStoreMetrics } from './metrics/metrics.store.ts';
-import { createCrmEffects, createLiveKitEffects } from './services/call-effects.ts';
+import { createCrmEffects } from './services/crm-effects.ts';
 import { createCrmClient, type CrmClient } from './services/crm.client.ts';
 import { guardCrmEffects, guardLiveKitEffects } from './services/lease-guard.ts';
+import { createLiveKitEffects } from './services/livekit-effects.ts';
 import { LiveKitWebhookVerifier } from './services/livekit-webhook.ts';
 import { createRecordingStorage, type RecordingStorage } from './services/storage/index.ts';
 import { createCallStore } from './store/open-store.ts';
@@ -83,7 +85,7 @@ export interface CallsyncAppOptions {
   logger?: Logger;
   time?: TimeSource;
   /** Tests tune timings the environment does not expose (poll interval, per-attempt timeouts). */
-  limits?: Record<string, number>;
+  limits?: Partial<CallLimits> | undefined;
   /** Tests shrink the HTTP connection limits (see `http/server.ts`). */
   connectionLimits?: HttpServerOptions['connectionLimits'];
 }

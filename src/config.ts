@@ -9,6 +9,11 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import {
+  DELIVERY_TARGET_SECONDS_DEFAULT,
+  EGRESS_DEADLINE_SECONDS_DEFAULT,
+  MAX_CALL_DURATION_SECONDS_DEFAULT,
+} from './machines/defaults.ts';
 import type { EgressStorageSettings, StorageSettings } from './services/storage/storage-settings.ts';
 
 /**
@@ -114,13 +119,13 @@ const envSchema = z.object({
   CALLSYNC_AZURE_BLOB_ENDPOINT: httpUrl(['http:', 'https:']).optional(),
   CALLSYNC_INGEST_TOKEN: optionalSecret,
   CALLSYNC_ADMIN_TOKEN: optionalSecret,
-  CALLSYNC_UPLOAD_TARGET_SECONDS: positiveSeconds.default(30),
+  CALLSYNC_UPLOAD_TARGET_SECONDS: positiveSeconds.default(DELIVERY_TARGET_SECONDS_DEFAULT),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // tuning
   /** A call whose agent never says `end` (and no room_finished arrives) is ended after this. */
-  CALLSYNC_MAX_CALL_DURATION_SECONDS: positiveSeconds.default(4 * 60 * 60),
+  CALLSYNC_MAX_CALL_DURATION_SECONDS: positiveSeconds.default(MAX_CALL_DURATION_SECONDS_DEFAULT),
   /** How long after call end to wait for the egress's final status before delivering without audio. */
-  CALLSYNC_EGRESS_DEADLINE_SECONDS: positiveSeconds.default(120),
+  CALLSYNC_EGRESS_DEADLINE_SECONDS: positiveSeconds.default(EGRESS_DEADLINE_SECONDS_DEFAULT),
   /** On SIGTERM, how long in-flight steps may run before the rest is left persisted for the next start. */
   CALLSYNC_DRAIN_TIMEOUT_SECONDS: positiveSeconds.default(20),
   /** Egress filepath template, relative to the egress's storage (the shared recordings volume). */

@@ -34,14 +34,14 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import type { Logger } from './logging/logger.ts';
-import type { CallLogic } from './machines/call.effects.ts';
+import type { CallLogic } from './machines/call.actors.ts';
 import type { CallExternalEvent, CallStateName } from './machines/call.events.ts';
 import { CALL_MACHINE_VERSION } from './machines/call.machine.ts';
 import type { TranscriptItem } from './payload/call-data.ts';
 import type { CallContext, CallLimits, CallMachineInput } from './machines/call.types.ts';
 import type { TimeSource } from './machines/timer.actor.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
-import { egressOutcomeOf } from './services/call-effects.ts';
+import { egressOutcomeOf } from './services/livekit-effects.ts';
 import type { LiveKitWebhook } from './services/livekit-webhook.ts';
 import {
   StoreUnavailableError,

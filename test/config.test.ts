@@ -19,6 +19,9 @@ describe('loadConfig', () => {
       store: { url: 'sqlite:./data/callsync.db' },
       recordingsDir: './recordings',
       uploadTargetSeconds: 30,
+      // The README's tuning defaults.
+      maxCallDurationSeconds: 14_400,
+      egressDeadlineSeconds: 120,
       logLevel: 'info',
       crm: { baseUrl: 'https://crm.example/api/public', apiKey: undefined },
       fleet: { leaseSeconds: 5, instanceId: expect.stringMatching(new RegExp(`-${process.pid}$`)) as string },

@@ -48,4 +48,4 @@ export function reporterRetryDelayMs(options: ReporterRetryDelayOptions): number
 }
 
 /** `Retry-After` as delay-seconds or an HTTP-date, in milliseconds; shared with the CRM client. */
-export { parseRetryAfterMs as retryAfterToMs } from '../http/retry-after.ts';
+export { parseRetryAfterMs as retryAfterToMs } from '../services/retry-after.ts';

@@ -185,7 +185,6 @@ export interface UploadFailedEmitted {
   at: number;
 }
 
-/** The CRM acknowledged the call data. `deliveryMs` is call end → acknowledgement. */
 /** The call data goes without a recording, and why (the call will end `partial`). */
 export interface RecordingMissingEmitted {
   type: 'call.recording_missing';
@@ -195,6 +194,7 @@ export interface RecordingMissingEmitted {
   at: number;
 }
 
+/** The CRM acknowledged the call data. `deliveryMs` is call end → acknowledgement. */
 export interface CallDeliveredEmitted {
   type: 'call.delivered';
   callId: string;
@@ -234,7 +234,7 @@ export interface CallFaultEmitted {
   error: ErrorInfo;
 }
 
-/** Events the upload machine emits on its own actor (the call actor re-emits them for its steps). */
+/** What the call actor emits about its CRM steps, read from its upload child's snapshots and output. */
 export type UploadEmitted = UploadAttemptFailedEmitted | UploadSucceededEmitted | UploadFailedEmitted;
 
 export type CallEmitted =

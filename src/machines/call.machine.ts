@@ -3,10 +3,12 @@
  *
  *   active (owns the LiveKit client: opened on entry, closed on exit or actor stop)
  *   ├─ live
- *   │  ├─ recording ─ starting ⇄ backoff  start the egress (3 attempts, then go on without)
+ *   │  ├─ recording ─ starting ⇄ backoff  start the egress (3 attempts, then go on without;
+ *   │  │                                  `egress-wait-policy.ts` has the numbers and why)
  *   │  ├─ inConversation                  collect transcript items and leads
  *   │  ├─ callEnded (transient)           `call.end`, `room_finished` or the maximum duration
  *   │  └─ awaitingEgress                  stop it, then webhook or ListEgress poll, up to a deadline
+ *   │                                     (`egress-wait-policy.ts`)
  *   │     ├─ stopping → polling ⇄ waiting
  *   ├─ egressSettled (transient)          a file → upload it; otherwise post without a recording
  *   ├─ uploadingRecording                 upload machine, step `recording`; giving up on it
@@ -16,6 +18,11 @@
  *   done (final)                          `delivered` (with recording) or `partial`
  *   failed                                the call data refused (non-retryable) or its retries
  *                                         exhausted; RETRY posts it again
+ *
+ * Each state is tagged with the design card's state it belongs to (`ROLE_TAGS` below says which
+ * tags are not card states): the short steps `callEnded` and `egressSettled` belong to
+ * `awaitingEgress`, `preparingData` to `postingData`; `active` and `live` wrap card states and
+ * have none of their own.
  *
  * The LiveKit client is an invoked actor on `active` (tagged `livekit`), so the actor owns it for
  * exactly the call's lifetime: it is opened when the actor starts (entering `active`), stays open
@@ -34,7 +41,7 @@
  * transition that receives it and is never started again.
  *
  * Pure logic: effects are named actors with placeholders, supplied through `provide()`
- * (`call.effects.ts` builds them from plain functions). Time enters only through events.
+ * (`call.actors.ts` builds them from plain functions). Time enters only through events.
  * Change anything here or in `upload.machine.ts` → bump `CALL_MACHINE_VERSION`.
  */
 import {
@@ -65,7 +72,6 @@ import type {
   TranscriptEvent,
 } from './call.events.ts';
 import {
-  DEFAULT_CALL_LIMITS,
   failureOf,
   idempotencyKeyOf,
   isFinalEgressStatus,
@@ -92,7 +98,16 @@ import {
   recordingAttemptTimeoutMs,
   type MissingRecordingReason,
 } from './recording-policy.ts';
-import { EGRESS_START_MAX_ATTEMPTS, jitterSample, retryDelayMs } from './retry-policy.ts';
+import { DEFAULT_CALL_LIMITS } from './defaults.ts';
+import {
+  egressDeadlineAt,
+  egressStartDeadlineAt,
+  nextEgressPollAt,
+  nextEgressStartAt,
+  settlementOf,
+  settlementWithoutWaiting,
+  timedOutSettlement,
+} from './egress-wait-policy.ts';
 import type { TimerFired, TimerInput, TimerLogic } from './timer.actor.ts';
 import { uploadMachine, type UploadContext, type UploadInput, type UploadOutput } from './upload.machine.ts';
 
@@ -103,6 +118,15 @@ import { uploadMachine, type UploadContext, type UploadInput, type UploadOutput 
  * 3: an unusable recording ends the call `partial` (`recordingMissing`), never `failed`.
  */
 export const CALL_MACHINE_VERSION = 3;
+
+/**
+ * State tags. A card tag names the design card's state a node belongs to (`CallStateName`): every
+ * leaf has exactly one, on itself or an ancestor, and `call.states.ts` derives the state names
+ * and `callStateOf` from them. Role tags say what a state does: `livekit` (the client is open),
+ * `collecting` (transcript items and leads are taken).
+ */
+export const ROLE_TAGS = ['livekit', 'collecting'] as const;
+export type CallTag = CallStateName | (typeof ROLE_TAGS)[number];
 
 type CallTimerEvent = { [K in CallTimerEventType]: TimerFired<K> }[CallTimerEventType];
 export type CallEvent = CallExternalEvent | CallTimerEvent;
@@ -211,14 +235,20 @@ function egressStartFailure(context: CallContext, event: EventObject): StampedFa
   );
 }
 
-function hasRecordingFile(settlement: EgressSettlement | null): boolean {
-  return settlement !== null && hasUsableFile(settlement.status, settlement.file);
+/** A failed StartEgress attempt as the egress-wait policy reads it. */
+function egressStartFailureOf(context: CallContext, failure: StampedFailure) {
+  return {
+    callId: context.call.callId,
+    attempt: context.egress.startAttempts,
+    retryable: failure.info.retryable,
+    retryAfterMs: failure.info.retryAfterMs,
+    at: failure.at,
+    callEnded: context.end !== null,
+  };
 }
 
-function settlementOf(outcome: EgressOutcome, via: 'webhook' | 'poll', at: number): EgressSettlement {
-  const status = isFinalEgressStatus(outcome.status) ? outcome.status : 'timed_out';
-  const file = hasUsableFile(status, outcome.file) ? (outcome.file ?? null) : null;
-  return { status, file, via, at };
+function hasRecordingFile(settlement: EgressSettlement | null): boolean {
+  return settlement !== null && hasUsableFile(settlement.status, settlement.file);
 }
 
 type CallDataBuild = { ok: true; document: CallData } | { ok: false; error: ErrorInfo };
@@ -290,7 +320,7 @@ function initialContext(input: CallMachineInput): CallContext {
       roomSid: null,
       startAttempts: 1,
       startedAttemptAt: input.now,
-      startDeadlineAt: input.now + limits.egressStartTimeoutMs,
+      startDeadlineAt: egressStartDeadlineAt(input.now, limits.egressStartTimeoutMs),
       nextStartAt: null,
       unavailable: false,
       lastError: null,
@@ -312,14 +342,6 @@ function initialContext(input: CallMachineInput): CallContext {
     outcome: null,
     retries: 0,
   };
-}
-
-/** The call ended with no egress to wait for: none was started, or it already reported its end. */
-function settlementWithoutWaiting(context: CallContext): EgressSettlement {
-  const at = context.end?.at ?? context.createdAt;
-  return context.egress.reported !== null
-    ? settlementOf(context.egress.reported, 'webhook', at)
-    : { status: 'not_started', file: null, via: 'none', at };
 }
 
 function egressRef(context: CallContext): StopEgressInput & CheckEgressInput {
@@ -521,7 +543,7 @@ export const callMachine = setup({
     events: {} as CallEvent,
     emitted: {} as CallEmitted,
     output: {} as CallOutput,
-    tags: {} as 'livekit' | 'collecting',
+    tags: {} as CallTag,
   },
   actors: {
     /** Opens the call's LiveKit client; its cleanup closes it. Invoked on `active`, nowhere else. */
@@ -547,9 +569,7 @@ export const callMachine = setup({
     hasEnded: ({ context }) => context.end !== null,
     notEnded: ({ context }) => context.end === null,
     willRetryEgressStart: ({ context }, params: { failure: StampedFailure }) =>
-      context.end === null &&
-      params.failure.info.retryable &&
-      context.egress.startAttempts < EGRESS_START_MAX_ATTEMPTS,
+      nextEgressStartAt(egressStartFailureOf(context, params.failure)) !== null,
     /** An egress is running and nobody has reported its end yet. */
     egressNeedsAwaiting: ({ context }) => context.egress.id !== null && context.egress.reported === null,
     isOwnFinalEgressReport: ({ context }, params: { egressId: string; outcome: EgressOutcome }) =>
@@ -613,13 +633,8 @@ export const callMachine = setup({
     egressStartAttemptFailed: enqueueActions(({ context, enqueue }, params: { failure: StampedFailure }) => {
       const { failure } = params;
       const attempt = context.egress.startAttempts;
-      const nextStartAt =
-        failure.at +
-        retryDelayMs({
-          attempt,
-          retryAfterMs: failure.info.retryAfterMs,
-          random: jitterSample(`${context.call.callId}:egress`, attempt),
-        });
+      // Only reached when `willRetryEgressStart` found a next attempt.
+      const nextStartAt = nextEgressStartAt(egressStartFailureOf(context, failure)) ?? failure.at;
       enqueue.assign({
         egress: { ...context.egress, startDeadlineAt: null, lastError: failure.info, nextStartAt },
       });
@@ -658,7 +673,7 @@ export const callMachine = setup({
         ...context.egress,
         startAttempts: context.egress.startAttempts + 1,
         startedAttemptAt: params.at,
-        startDeadlineAt: params.at + context.limits.egressStartTimeoutMs,
+        startDeadlineAt: egressStartDeadlineAt(params.at, context.limits.egressStartTimeoutMs),
         nextStartAt: null,
       },
     })),
@@ -668,7 +683,7 @@ export const callMachine = setup({
       const end = endOf(context, params.trigger);
       enqueue.assign({
         end,
-        egressDeadlineAt: end.at + context.limits.egressDeadlineMs,
+        egressDeadlineAt: egressDeadlineAt(end.at, context.limits.egressDeadlineMs),
         deliverBy: end.endedAtMs + context.limits.deliveryTargetMs,
       });
       enqueue.emit({
@@ -697,7 +712,7 @@ export const callMachine = setup({
       egress: {
         ...context.egress,
         polls: context.egress.polls + 1,
-        nextPollAt: params.at + context.limits.egressPollIntervalMs,
+        nextPollAt: nextEgressPollAt(params.at, context.limits.egressPollIntervalMs),
       },
     })),
     settleEgress: enqueueActions(({ context, enqueue }, params: { settlement: EgressSettlement }) => {
@@ -873,6 +888,7 @@ export const callMachine = setup({
           initial: 'recording',
           states: {
             recording: {
+              tags: ['recording'],
               entry: { type: 'emitStateEntered', params: enteredParams('recording') },
               invoke: {
                 id: 'maxCallTimer',
@@ -945,7 +961,8 @@ export const callMachine = setup({
                       at: context.egress.nextStartAt ?? context.createdAt,
                       event: 'timer.egress_start_retry',
                     }),
-                    // A broken timer retries at once: still bounded by EGRESS_START_MAX_ATTEMPTS.
+                    // A broken timer retries at once: still bounded by EGRESS_START_MAX_ATTEMPTS
+                    // (egress-wait-policy.ts).
                     onError: {
                       target: 'starting',
                       actions: [
@@ -970,6 +987,7 @@ export const callMachine = setup({
               },
             },
             inConversation: {
+              tags: ['inConversation'],
               entry: { type: 'emitStateEntered', params: enteredParams('inConversation') },
               invoke: {
                 id: 'maxCallTimer',
@@ -999,18 +1017,25 @@ export const callMachine = setup({
               },
             },
             callEnded: {
+              tags: ['awaitingEgress'],
               always: [
                 { guard: 'egressNeedsAwaiting', target: 'awaitingEgress' },
                 {
                   target: '#call.active.egressSettled',
                   actions: {
                     type: 'settleEgress',
-                    params: ({ context }) => ({ settlement: settlementWithoutWaiting(context) }),
+                    params: ({ context }) => ({
+                      settlement: settlementWithoutWaiting(
+                        context.egress.reported,
+                        context.end?.at ?? context.createdAt,
+                      ),
+                    }),
                   },
                 },
               ],
             },
             awaitingEgress: {
+              tags: ['awaitingEgress'],
               entry: { type: 'emitStateEntered', params: enteredParams('awaitingEgress') },
               invoke: {
                 id: 'egressDeadline',
@@ -1028,9 +1053,7 @@ export const callMachine = setup({
                   target: '#call.active.egressSettled',
                   actions: {
                     type: 'settleEgress',
-                    params: ({ event }) => ({
-                      settlement: { status: 'timed_out', file: null, via: 'deadline', at: event.at },
-                    }),
+                    params: ({ event }) => ({ settlement: timedOutSettlement(event.at) }),
                   },
                 },
               },
@@ -1106,6 +1129,7 @@ export const callMachine = setup({
           },
         },
         egressSettled: {
+          tags: ['awaitingEgress'],
           always: [
             { guard: 'hasRecordingFile', target: 'uploadingRecording' },
             {
@@ -1126,7 +1150,7 @@ export const callMachine = setup({
           ],
         },
         uploadingRecording: {
-          tags: ['collecting'],
+          tags: ['uploadingRecording', 'collecting'],
           entry: [
             { type: 'emitStateEntered', params: enteredParams('uploadingRecording') },
             { type: 'beginDelivery', params: { step: 'recording' } },
@@ -1138,6 +1162,7 @@ export const callMachine = setup({
           },
         },
         preparingData: {
+          tags: ['postingData'],
           always: [
             { guard: 'callDataBuilds', target: 'postingData' },
             {
@@ -1159,6 +1184,7 @@ export const callMachine = setup({
           ],
         },
         postingData: {
+          tags: ['postingData'],
           entry: [
             { type: 'emitStateEntered', params: enteredParams('postingData') },
             { type: 'beginDelivery', params: { step: 'call-data' } },
@@ -1167,7 +1193,13 @@ export const callMachine = setup({
         },
       },
     },
+    done: {
+      tags: ['done'],
+      type: 'final',
+      entry: [{ type: 'emitStateEntered', params: enteredParams('done') }, 'emitDelivered'],
+    },
     failed: {
+      tags: ['failed'],
       entry: [{ type: 'emitStateEntered', params: enteredParams('failed') }, 'emitFailed'],
       on: {
         // Only the call data can fail a call (recording policy), so a RETRY posts it again.
@@ -1176,10 +1208,6 @@ export const callMachine = setup({
           actions: { type: 'retry', params: ({ event }) => ({ step: 'call-data', at: event.at }) },
         },
       },
-    },
-    done: {
-      type: 'final',
-      entry: [{ type: 'emitStateEntered', params: enteredParams('done') }, 'emitDelivered'],
     },
   },
   output: ({ context }) => ({

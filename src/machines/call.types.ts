@@ -21,7 +21,7 @@ import type { MissingRecordingReason } from './recording-policy.ts';
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
-/** Limits of one call, from config. All durations in milliseconds. */
+/** Limits of one call, from config; defaults in `defaults.ts`. All durations in milliseconds. */
 export interface CallLimits {
   /** A call whose agent never sends `end` (and whose room never finishes) is ended after this. */
   maxCallDurationMs: number;
@@ -41,17 +41,6 @@ export interface CallLimits {
   /** Bound on one call-data POST attempt. */
   postAttemptTimeoutMs: number;
 }
-
-export const DEFAULT_CALL_LIMITS: Readonly<CallLimits> = Object.freeze({
-  maxCallDurationMs: 2 * 60 * 60_000,
-  // Generous on purpose: a late recording still beats none. The p95 target for egress is ~10 s.
-  egressDeadlineMs: 120_000,
-  deliveryTargetMs: 30_000,
-  egressPollIntervalMs: 1_000,
-  egressStartTimeoutMs: 10_000,
-  uploadAttemptTimeoutMs: 60_000,
-  postAttemptTimeoutMs: 10_000,
-});
 
 /** What the supervisor knows about a call when it creates its actor (`POST /v1/calls`). */
 export interface CallDescription {
@@ -84,7 +73,7 @@ export interface Stamped<T> {
   at: number;
 }
 
-/** What a failed effect rejects with (see `EffectFailure` in `call.effects.ts`). */
+/** What a failed effect rejects with (see `EffectFailure` in `call.actors.ts`). */
 export interface StampedFailure {
   info: ErrorInfo;
   at: number;
@@ -102,7 +91,7 @@ export function isStampedFailure(value: unknown): value is StampedFailure {
 }
 
 /**
- * Describes whatever an effect rejected with. Effects built with `call.effects.ts` reject with a
+ * Describes whatever an effect rejected with. Effects built with `call.actors.ts` reject with a
  * stamped failure; anything else (a bare throw from a hand-written actor) gets `fallbackAt`, the
  * time the attempt began, so backoff is then measured from the attempt start (slightly early).
  */
@@ -118,7 +107,11 @@ export function failureOf(error: unknown, fallbackAt: number): StampedFailure {
 export type EgressStatus = 'active' | 'complete' | 'failed' | 'aborted' | 'limit_reached';
 export type EgressFinalStatus = Exclude<EgressStatus, 'active'>;
 
-/** The file an egress wrote. `location` is what LiveKit reports (a path or an object URL). */
+/**
+ * The file an egress wrote, the one type for it from LiveKit's answer (`egress.client.ts`) to the
+ * CRM upload. `location` is what LiveKit reports (a path or an object URL); size and duration
+ * are absent until LiveKit knows them (JSON keeps an absent field absent).
+ */
 export interface EgressFile {
   filename: string;
   location: string;

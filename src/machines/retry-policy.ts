@@ -6,7 +6,7 @@
  * - Fast lane, for blips (a dropped connection, a 503 during a CRM deploy): retries after
  *   0.5, 1, 2 and 4 s, each ±20 % jitter. Five attempts whose waits add up to at most 9 s, so a
  *   blip still lands inside the 30 s delivery target next to the egress wait (p95 ≤ 10 s) and the
- *   call-data POST (< 2 s). This is the budget of the peers note (§2.5: 0, 1, 2, 4 s + jitter).
+ *   call-data POST (< 2 s).
  * - Slow lane, for outages: 1 min, 5 min, 30 min, 2 h, 5 h, then 10 h six times, each ±10 %.
  *   That is Svix's schedule (5 s, 5 m, 30 m, 2 h, 5 h, 10 h, 10 h, about 27.5 h in all) bridged
  *   from our fast lane with one 1-minute step and stretched to Stripe's "up to three days": the
@@ -143,6 +143,3 @@ export function planRetry({ attempt, error, key, maxAttempts }: PlanRetryOptions
     lane: laneOf(attempt),
   };
 }
-
-/** StartEgress gets three attempts (0.5 s and 1 s apart): the call is live, a late start records little. */
-export const EGRESS_START_MAX_ATTEMPTS = 3;

@@ -13,11 +13,15 @@
  * `succeeded` is final: nothing can send an acknowledged step again.
  *
  * Pure logic: the one effect (`deliver`) and the `timer` are placeholders here, supplied with
- * `uploadMachine.provide()` (see `call.effects.ts`). No I/O imports.
+ * `uploadMachine.provide()` (see `call.actors.ts`). No I/O imports.
+ *
+ * It emits nothing: it runs as the call actor's child, whose emitted events nobody can listen to.
+ * The call machine reports each step's attempts, acknowledgement and failure itself (`upload.*`
+ * events, from this machine's snapshots and output).
  */
-import { assign, emit, fromCallback, fromPromise, setup, type EventObject } from 'xstate';
+import { assign, fromCallback, fromPromise, setup, type EventObject } from 'xstate';
 import type { ErrorInfo } from '../errors.ts';
-import type { UploadEmitted, UploadTimerEventType } from './call.events.ts';
+import type { UploadTimerEventType } from './call.events.ts';
 import {
   failureOf,
   type DeliveryAck,
@@ -104,11 +108,11 @@ const attemptFailed = [
   {
     guard: { type: 'willRetry', params: failureParams },
     target: 'backoff',
-    actions: [{ type: 'recordFailure', params: failureParams }, 'emitAttemptFailed'],
+    actions: { type: 'recordFailure', params: failureParams },
   },
   {
     target: 'failed',
-    actions: [{ type: 'recordFailure', params: failureParams }, 'emitAttemptFailed', 'emitFailed'],
+    actions: { type: 'recordFailure', params: failureParams },
   },
 ] as const;
 
@@ -120,7 +124,6 @@ export const uploadMachine = setup({
     input: {} as UploadInput,
     context: {} as UploadContext,
     events: {} as UploadTimerEvent,
-    emitted: {} as UploadEmitted,
     output: {} as UploadOutput,
   },
   actors: {
@@ -141,13 +144,6 @@ export const uploadMachine = setup({
       ack: params.ack.result,
       acknowledgedAt: params.ack.at,
     })),
-    emitSucceeded: emit(({ context }, params: { at: number }) => ({
-      type: 'upload.succeeded' as const,
-      callId: context.request.callId,
-      step: context.request.step,
-      attempts: context.attempt,
-      at: params.at,
-    })),
     recordFailure: assign(({ context }, params: { failure: StampedFailure }) => {
       const plan = retryPlanFor(context, params.failure);
       const lastFailure: AttemptFailure = {
@@ -159,24 +155,6 @@ export const uploadMachine = setup({
       };
       return { failures: context.failures + 1, lastFailure };
     }),
-    emitAttemptFailed: emit(({ context }) => ({
-      type: 'upload.attempt_failed' as const,
-      callId: context.request.callId,
-      step: context.request.step,
-      attempt: context.lastFailure?.attempt ?? context.attempt,
-      error: context.lastFailure?.error ?? { code: 'UNKNOWN', message: 'unknown', retryable: true },
-      nextAttemptAt: context.lastFailure?.nextAttemptAt ?? null,
-      lane: context.lastFailure?.lane ?? null,
-      at: context.lastFailure?.at ?? context.attemptStartedAt,
-    })),
-    emitFailed: emit(({ context }) => ({
-      type: 'upload.failed' as const,
-      callId: context.request.callId,
-      step: context.request.step,
-      attempts: context.attempt,
-      error: context.lastFailure?.error ?? { code: 'UNKNOWN', message: 'unknown', retryable: false },
-      at: context.lastFailure?.at ?? context.attemptStartedAt,
-    })),
     beginAttempt: assign(({ context }, params: { at: number }) => ({
       attempt: context.attempt + 1,
       attemptStartedAt: params.at,
@@ -213,10 +191,7 @@ export const uploadMachine = setup({
           }),
           onDone: {
             target: 'succeeded',
-            actions: [
-              { type: 'recordAck', params: ({ event }) => ({ ack: event.output }) },
-              { type: 'emitSucceeded', params: ({ event }) => ({ at: event.output.at }) },
-            ],
+            actions: { type: 'recordAck', params: ({ event }) => ({ ack: event.output }) },
           },
           onError: attemptFailed,
         },

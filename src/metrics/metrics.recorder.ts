@@ -15,6 +15,7 @@
  *   counts as a bad event; if an operator re-drives it and it is delivered later, it counts a
  *   second time, as a late delivery (both were misses of the 30 s target).
  */
+import { CALL_STATE_NAMES } from '../machines/call.states.ts';
 import { MISSING_RECORDING_REASONS, type MissingRecordingReason } from '../machines/recording-policy.ts';
 import {
   CALL_DIRECTIONS,
@@ -50,7 +51,7 @@ export const LIVEKIT_WEBHOOK_EVENTS = [
   'ingress_ended',
 ] as const;
 
-/** Label values for CRM `code` and machine `state`: short identifiers only. */
+/** Label values for CRM `code`: short identifiers only. */
 const LABEL_VALUE_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 export const OTHER_LABEL_VALUE = 'other';
 
@@ -67,7 +68,7 @@ export interface MetricsRecorder {
   callStarted: (event: { direction: CallDirection }) => void;
   /** At start-up: unfinished calls found in the store, resumed or left alone. */
   callsRestored: (event: { restored: number; skipped: number }) => void;
-  /** A call left `state` after `durationSeconds` in it (flattened state value, as in `callsync_calls_active`). */
+  /** A call left card state `state` after `durationSeconds` in it (`CALL_STATE_NAMES`; anything else is `other`). */
   stateExited: (event: { state: string; durationSeconds: number }) => void;
   /**
    * The wait for the egress ended. `waitSeconds` is call end → final status; `null` when there
@@ -119,7 +120,8 @@ export function createMetricsRecorder(metrics: Metrics): MetricsRecorder {
     },
     stateExited({ state, durationSeconds }) {
       const seconds = duration(durationSeconds);
-      if (seconds !== undefined) metrics.stateDuration.observe({ state: identifier(state) }, seconds);
+      if (seconds !== undefined)
+        metrics.stateDuration.observe({ state: oneOf(state, CALL_STATE_NAMES) }, seconds);
     },
     egressSettled({ source, status, waitSeconds }) {
       metrics.egressCompletions.inc({

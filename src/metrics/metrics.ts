@@ -2,7 +2,7 @@
  * callsync's Prometheus metrics, on an injected registry (never prom-client's global one, so
  * tests and embedders each get their own).
  *
- * Two sets live here. The contract's metrics (`/work/shared/api-contract.md`, "Metrics") are what
+ * Two sets live here. The contract's metrics (README, "Monitoring") are what
  * dashboards and alerts outside this repo read: their names, types and labels do not change.
  * The operator metrics beside them answer "where do calls wait?": time in each state, how the
  * egress wait ended (webhook, poll or deadline), recording sizes, store write time, restores at
@@ -25,11 +25,9 @@
  * `nodejs_eventloop_lag_p99_seconds`, …): they are the names every Prometheus user and every
  * stock Node.js dashboard expects, and the `job` label already says which service they are from.
  */
+import { DELIVERY_TARGET_SECONDS_DEFAULT, MAX_CALL_DURATION_SECONDS_DEFAULT } from '../machines/defaults.ts';
 import { MISSING_RECORDING_REASONS } from '../machines/recording-policy.ts';
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
-
-/** The delivery target (`CALLSYNC_UPLOAD_TARGET_SECONDS`) when none is given, seconds. */
-export const DELIVERY_TARGET_SECONDS_DEFAULT = 30;
 
 /** Call end → CRM ack, seconds. Dense around 30; the slow lane (retries for hours) above it. */
 export const DELIVERY_BUCKETS_SECONDS = [
@@ -39,9 +37,10 @@ export const DELIVERY_BUCKETS_SECONDS = [
 export const EGRESS_WAIT_BUCKETS_SECONDS = [0.5, 1, 2, 5, 10, 15, 20, 25, 30, 45, 60, 120, 300];
 /** One CRM request, seconds (call-data times out at 10 s, uploads at 20 s plus size allowance). */
 export const CRM_REQUEST_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60];
-/** Time spent in one state of the call machine, seconds: from sub-second steps to a 2 h call. */
+/** Time spent in one card state, seconds: from sub-second steps to the longest call (4 h by default). */
 export const STATE_DURATION_BUCKETS_SECONDS = [
-  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 45, 60, 120, 300, 900, 3600, 7200,
+  ...[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 45, 60, 120, 300, 900, 3600, 7200],
+  MAX_CALL_DURATION_SECONDS_DEFAULT,
 ];
 /** One store write, seconds: SQLite in WAL mode is sub-millisecond, PostgreSQL a few ms. */
 export const STORE_WRITE_BUCKETS_SECONDS = [

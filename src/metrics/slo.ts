@@ -29,7 +29,14 @@
  *
  * Compatibility: Prometheus 3 normalises classic-histogram `le` values to floats (`le="30.0"`),
  * 2.x keeps what the client exposed (`le="30"`), so the rules match both.
+ *
+ * Numbers the service also uses (the target, the egress deadline) come from
+ * `machines/defaults.ts`, and state label values from the call machine's tags
+ * (`machines/call.states.ts`), so the rules watch what the service does.
  */
+import type { CallStateName } from '../machines/call.events.ts';
+import { callStateOf } from '../machines/call.states.ts';
+import { DELIVERY_TARGET_SECONDS_DEFAULT, EGRESS_DEADLINE_SECONDS_DEFAULT } from '../machines/defaults.ts';
 
 export interface RecordingRule {
   record: string;
@@ -64,8 +71,8 @@ export interface DeliverySloOptions {
   minCallsInLongWindow: number;
   /** The `job` label Prometheus scrapes callsync under (for `CallsyncDown`). */
   job: string;
-  /** The call machine's state value for "call ended, waiting for the egress's final status". */
-  awaitingEgressState: string;
+  /** The card state of "call ended, waiting for the egress's final status" (a `state` label value). */
+  awaitingEgressState: CallStateName;
   /**
    * A call waiting for its egress longer than this is stuck, seconds. The egress deadline
    * (120 s by default) settles every wait before then; a call still waiting a minute after it
@@ -74,14 +81,18 @@ export interface DeliverySloOptions {
   stuckAwaitingEgressSeconds: number;
 }
 
+/** A call still awaiting its egress this long after the deadline should have settled it is stuck. */
+const STUCK_AFTER_DEADLINE_SECONDS = 60;
+
 export const DELIVERY_SLO_DEFAULTS: Readonly<DeliverySloOptions> = Object.freeze({
-  targetSeconds: 30,
+  targetSeconds: DELIVERY_TARGET_SECONDS_DEFAULT,
   objective: 0.99,
   periodDays: 30,
   minCallsInLongWindow: 20,
   job: 'callsync',
-  awaitingEgressState: 'awaitingEgress',
-  stuckAwaitingEgressSeconds: 180,
+  // The card tag of the machine's node that waits for the egress (and holds its deadline).
+  awaitingEgressState: callStateOf({ active: { live: 'awaitingEgress' } }),
+  stuckAwaitingEgressSeconds: EGRESS_DEADLINE_SECONDS_DEFAULT + STUCK_AFTER_DEADLINE_SECONDS,
 });
 
 /** The windows the recording rules compute the SLI over (all the alerts' windows). */

@@ -9,7 +9,7 @@
  * CRM echoes request headers back; nothing else about the request (headers, key) is recorded.
  */
 import { CallsyncError } from '../errors.ts';
-import { parseRetryAfterMs } from '../http/retry-after.ts';
+import { parseRetryAfterMs } from './retry-after.ts';
 
 export type CrmEndpoint = 'upload' | 'call_data';
 

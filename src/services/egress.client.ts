@@ -27,6 +27,7 @@ import {
 } from 'livekit-server-sdk';
 import type { FileInfo } from '@livekit/protocol';
 import { CallsyncError, type CallsyncErrorOptions } from '../errors.ts';
+import type { EgressFile } from '../machines/call.types.ts';
 
 /** The SDK's own default; kept explicit because egress start can be slow when workers are busy. */
 export const LIVEKIT_REQUEST_TIMEOUT_SECONDS = 10;
@@ -43,15 +44,6 @@ export const FINAL_EGRESS_STATES: ReadonlySet<EgressState> = new Set([
   'limit_reached',
 ]);
 
-/** The recording file an egress produced, JSON-safe. Size and duration are known once final. */
-export interface EgressFile {
-  filename: string;
-  /** Where the egress put the file: a local path on its host, or a storage URL. */
-  location: string;
-  sizeBytes: number | null;
-  durationSeconds: number | null;
-}
-
 /** An egress's status in the JSON-safe form the call actor keeps and persists. */
 export interface EgressSnapshot {
   egressId: string;
@@ -59,6 +51,7 @@ export interface EgressSnapshot {
   /** The room instance the egress records (`RM_…`). */
   roomId: string;
   state: EgressState;
+  /** The file it wrote (the one JSON-safe `EgressFile`; size and duration once it is final). */
   file: EgressFile | null;
   /** LiveKit's error text for failed or aborted egresses. */
   error: string | null;
@@ -80,13 +73,15 @@ function positiveOrNull(value: bigint): number | null {
   return value > 0n ? Number(value) : null;
 }
 
+/** Size and duration only once LiveKit knows them (it reports 0 until the egress is final). */
 function toEgressFile(file: FileInfo): EgressFile {
+  const sizeBytes = positiveOrNull(file.size);
   const durationNs = positiveOrNull(file.duration);
   return {
     filename: file.filename,
     location: file.location,
-    sizeBytes: positiveOrNull(file.size),
-    durationSeconds: durationNs === null ? null : durationNs / NANOSECONDS_PER_SECOND,
+    ...(sizeBytes === null ? {} : { sizeBytes }),
+    ...(durationNs === null ? {} : { durationSeconds: durationNs / NANOSECONDS_PER_SECOND }),
   };
 }
 

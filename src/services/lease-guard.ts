@@ -7,7 +7,7 @@
  * pause began can still reach the CRM once more: its `Idempotency-Key` makes that harmless.
  */
 import { CallsyncError } from '../errors.ts';
-import type { CrmEffects, LiveKitEffects } from '../machines/call.effects.ts';
+import type { CrmEffects, LiveKitEffects } from '../machines/call.actors.ts';
 
 export function leaseNotTrusted(): CallsyncError {
   return new CallsyncError(

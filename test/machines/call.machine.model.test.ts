@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { callMachine } from '../../src/machines/call.machine.ts';
-import { createUploadLogic } from '../../src/machines/call.effects.ts';
+import { createUploadLogic } from '../../src/machines/call.actors.ts';
 import { callGraph, callReplay, describePath, runCallPath } from './call.model.ts';
 import { Coverage } from './coverage.ts';
 import {
@@ -42,6 +42,9 @@ for (const crash of [false, true]) {
     }
   });
 }
+
+/** The README's `CALLSYNC_MAX_CALL_DURATION_SECONDS` default, `14400`: the machine's default too. */
+const MAX_CALL_DURATION_MS = 14_400 * 1_000;
 
 const endNow = (h: CallHarness) =>
   h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
@@ -147,7 +150,7 @@ const faultScenarios: Array<[name: string, run: (coverage?: Coverage) => Promise
   [
     'the maximum duration passing while the egress is starting ends the call once it started',
     async (coverage) => {
-      const startedAt = REFERENCE_TIMESTAMP - 2 * 60 * 60_000 + 5_000; // 5 s left
+      const startedAt = REFERENCE_TIMESTAMP - MAX_CALL_DURATION_MS + 5_000; // 5 s left
       const h = new CallHarness({
         coverage,
         input: makeCallInput({ call: { ...makeCallInput().call, startedAt: iso(startedAt) } }),
@@ -165,7 +168,7 @@ const faultScenarios: Array<[name: string, run: (coverage?: Coverage) => Promise
   [
     'the maximum duration passing while backing off ends the call without a recording',
     async (coverage) => {
-      const startedAt = REFERENCE_TIMESTAMP - 2 * 60 * 60_000 + 300; // due before the first retry
+      const startedAt = REFERENCE_TIMESTAMP - MAX_CALL_DURATION_MS + 300; // due before the first retry
       const h = new CallHarness({
         coverage,
         input: makeCallInput({ call: { ...makeCallInput().call, startedAt: iso(startedAt) } }),

@@ -74,8 +74,27 @@ describe('recording policy', () => {
     expect(maxAttemptsFor('call-data', { code: 'RECORDING_READ_FAILED' }, MAX_ATTEMPTS)).toBe(MAX_ATTEMPTS);
   });
 
+  it("names every reason of the README's recording_missing_reason table, in its order", () => {
+    expect(MISSING_RECORDING_REASONS).toEqual([
+      'egress_failed',
+      'egress_aborted',
+      'egress_not_started',
+      'egress_timed_out',
+      'file_missing',
+      'file_not_ogg',
+      'file_outside_root',
+      'storage_refused',
+      'storage_unavailable',
+      'crm_refused',
+      'crm_unavailable',
+      'internal_error',
+    ]);
+  });
+
   it.each([
     [undefined, 60_000],
+    [-4096, 60_000],
+    [Number.POSITIVE_INFINITY, 60_000],
     [0, 60_000],
     [Number.NaN, 60_000],
     [256 * 1024, 61_000],

@@ -3,7 +3,7 @@
  *
  * Written from the README ("What reaches the CRM", the `recording_missing_reason` table, the
  * environment table's defaults) and the documented rules in the headers of `retry-policy.ts`,
- * `recording-policy.ts` and `call.types.ts` (`DEFAULT_CALL_LIMITS`), never from the machine's
+ * `recording-policy.ts`, `egress-wait-policy.ts` and `defaults.ts` (`DEFAULT_CALL_LIMITS`), never from the machine's
  * code: every number below is restated, and nothing here imports a value from `src/` (only
  * types). A wrong rule in the machine or its policies therefore disagrees with this file instead
  * of agreeing with itself.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { EGRESS_START_MAX_ATTEMPTS } from '../../src/machines/egress-wait-policy.ts';
 import {
-  EGRESS_START_MAX_ATTEMPTS,
   FAST_LANE_DELAYS_MS,
   FAST_LANE_JITTER,
   MAX_ATTEMPTS,

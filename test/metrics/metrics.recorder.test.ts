@@ -75,15 +75,20 @@ describe('callFinished', () => {
 describe('where calls wait', () => {
   it('observes time in state by state', async () => {
     recorder.stateExited({ state: 'awaitingEgress', durationSeconds: 7 });
-    recorder.stateExited({ state: 'delivering.uploadingRecording', durationSeconds: 2 });
+    recorder.stateExited({ state: 'uploadingRecording', durationSeconds: 2 });
+    // Not a card state (a machine step or an old state name): folded like any unknown label.
+    recorder.stateExited({ state: 'delivering.uploadingRecording', durationSeconds: 3 });
     expect(
       await seriesValue(registry, 'callsync_call_state_duration_seconds_sum', { state: 'awaitingEgress' }),
     ).toBe(7);
     expect(
       await seriesValue(registry, 'callsync_call_state_duration_seconds_count', {
-        state: 'delivering.uploadingRecording',
+        state: 'uploadingRecording',
       }),
     ).toBe(1);
+    expect(await seriesValue(registry, 'callsync_call_state_duration_seconds_sum', { state: 'other' })).toBe(
+      3,
+    );
   });
 
   it('counts how each egress wait ended, and observes the wait when there was one', async () => {

@@ -4,7 +4,7 @@
  * own by now). The guard is checked at the moment of each request, not when the call started.
  */
 import { describe, expect, it } from 'vitest';
-import type { CrmEffects, LiveKitEffects } from '../../src/machines/call.effects.ts';
+import type { CrmEffects, LiveKitEffects } from '../../src/machines/call.actors.ts';
 import { guardCrmEffects, guardLiveKitEffects } from '../../src/services/lease-guard.ts';
 
 function recordingEffects() {

@@ -1,14 +1,16 @@
 /**
  * `callStateOf` over every state node of the call machine: each node's state value (as the
- * machine resolves it, initial descendants included) must fold into the card state listed here.
- * The table must name every node the machine has, so a state added to the machine fails this
- * test until its folding is decided (and `callStateOf` taught it, if need be).
+ * machine resolves it, initial descendants included) must land in the card state listed here,
+ * written from the design card, not read from the machine's tags. The table must name every node
+ * the machine has, so a state added to the machine fails this test until its card state is
+ * decided here and tagged there.
  */
 import { describe, expect, it } from 'vitest';
 import { getInitialSnapshot, type StateValue } from 'xstate';
 import { callMachine } from '../../src/machines/call.machine.ts';
 import type { CallStateName } from '../../src/machines/call.events.ts';
 import { CALL_STATE_NAMES, callStateOf, callStatusOf } from '../../src/supervisor/call-state.ts';
+import { CARD_STATES } from '../machines/card-states.ts';
 import { makeCallInput } from '../machines/harness.ts';
 
 const EXPECTED: Record<string, CallStateName> = {
@@ -28,8 +30,8 @@ const EXPECTED: Record<string, CallStateName> = {
   'call.active.uploadingRecording': 'uploadingRecording',
   'call.active.preparingData': 'postingData',
   'call.active.postingData': 'postingData',
-  'call.failed': 'failed',
   'call.done': 'done',
+  'call.failed': 'failed',
 };
 
 interface NodeLike {
@@ -77,6 +79,26 @@ describe('callStateOf', () => {
       expect(callStateOf(value), JSON.stringify(value)).toBe(EXPECTED[node.id]);
     });
   }
+
+  it('names the card states in the card’s order', () => {
+    expect(CALL_STATE_NAMES).toEqual(CARD_STATES);
+  });
+
+  it('agrees with the tags of a resolved snapshot', () => {
+    for (const node of allNodes()) {
+      const snapshot = callMachine.resolveState({
+        value: resolvedValueOf(node),
+        context: getInitialSnapshot(callMachine, makeCallInput()).context,
+      });
+      expect(snapshot.hasTag(EXPECTED[node.id]!), node.id).toBe(true);
+    }
+  });
+
+  it('reads a value the machine does not have (an older snapshot) as recording', () => {
+    expect(callStateOf({ delivering: 'uploadingRecording' })).toBe('recording');
+    expect(callStateOf({ active: { live: {} } })).toBe('recording');
+    expect(callStateOf({})).toBe('recording');
+  });
 
   it('reaches every card state, and only card states', () => {
     const reached = new Set(allNodes().map((node) => callStateOf(resolvedValueOf(node))));

@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ErrorInfo } from '../../src/errors.ts';
-import { DEFAULT_CALL_LIMITS, type CallContext } from '../../src/machines/call.types.ts';
+import type { CallContext } from '../../src/machines/call.types.ts';
+import { DEFAULT_CALL_LIMITS } from '../../src/machines/defaults.ts';
 import type { CallRow, StoredJournalEntry } from '../../src/store/call-store.ts';
 import { callDetailViewOf, callViewOf, deliveryHistoryOf } from '../../src/supervisor/call-view.ts';
 

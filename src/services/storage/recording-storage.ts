@@ -25,6 +25,7 @@ import type { EncodedFileOutput } from '@livekit/protocol';
 import { OGG_HEAD_READ_BYTES, OGG_TAIL_READ_BYTES, oggOpusInfoFromEnds } from '../../audio/ogg-opus.ts';
 import { OggFormatError } from '../../audio/ogg-page.ts';
 import { CallsyncError, type CallsyncErrorOptions } from '../../errors.ts';
+import type { EgressFile } from '../../machines/call.types.ts';
 import type { StorageKind } from './storage-settings.ts';
 
 export const RECORDING_ERROR_CODES = {
@@ -61,14 +62,12 @@ export class RecordingError extends CallsyncError {
   }
 }
 
-/** What the egress reported about its file (`fileResults[0]`). */
-export interface ReportedFile {
-  /** The templated filepath: the key in the bucket, or the path under the recordings root. */
-  filename: string;
-  /** Where the egress says it put it: a path on its host or a storage URL; only logged for buckets. */
-  location: string;
-  sizeBytes?: number | null | undefined;
-}
+/**
+ * What the egress reported about its file (`fileResults[0]`): `filename` is the templated
+ * filepath (the key in the bucket, or the path under the recordings root); `location` where the
+ * egress says it put it (a path on its host or a storage URL; only logged for buckets).
+ */
+export type ReportedFile = Pick<EgressFile, 'filename' | 'location' | 'sizeBytes'>;
 
 /** One recording, opened for one upload attempt. */
 export interface OpenedRecording {

@@ -1,46 +1,34 @@
 /**
- * The production side effects of a call actor, over the real services: the per-call LiveKit
- * egress client, the recording storage (a shared volume or a bucket) and the CRM client. `createCallLogic` (machines/)
- * turns these into the machines' named actors; tests supply fakes through the same interface.
+ * The call actor's LiveKit effects over the per-call egress client (`egress.client.ts`):
+ * `createCallLogic` (`machines/call.actors.ts`) turns them into the machine's named actors; tests
+ * supply fakes through the same `LiveKitEffects` interface.
  *
  * Idempotency policy, so that restoring a call (which re-runs the effect in flight) never
- * records or delivers twice:
+ * records twice:
  * - start: an egress id already in context is reused while LiveKit still knows it; otherwise an
  *   egress still active for the room is adopted before a new one is started.
  * - stop: an egress that already ended (412) or that LiveKit forgot (404) counts as stopped.
- * - CRM: the client sends `Idempotency-Key: <callId>:recording` / `<callId>:call-data`.
  */
-import type { CrmEffects, LiveKitEffects } from '../machines/call.effects.ts';
+import { CallsyncError } from '../errors.ts';
+import type { LiveKitEffects } from '../machines/call.actors.ts';
 import type { EgressOutcome } from '../machines/call.types.ts';
-import type { CrmClient } from './crm.client.ts';
 import {
   CallEgressClient,
   type CallEgressClientOptions,
   type EgressSnapshot,
   type StartRecordingOptions,
 } from './egress.client.ts';
-import type { RecordingStorage } from './storage/index.ts';
-import { CallsyncError } from '../errors.ts';
 
 const ALREADY_ENDED_CODES = new Set(['EGRESS_ALREADY_ENDED', 'LIVEKIT_NOT_FOUND']);
 
-function toMachineOutcome(snapshot: EgressSnapshot): EgressOutcome {
+/** An egress's status as the machine reads it (from `ListEgress` or a webhook): STARTING and ENDING are `active`. */
+export function egressOutcomeOf(snapshot: EgressSnapshot): EgressOutcome {
   const status =
     snapshot.state === 'starting' || snapshot.state === 'active' || snapshot.state === 'ending'
       ? 'active'
       : snapshot.state;
-  const file = snapshot.file
-    ? {
-        filename: snapshot.file.filename,
-        location: snapshot.file.location,
-        sizeBytes: snapshot.file.sizeBytes ?? undefined,
-        durationSeconds: snapshot.file.durationSeconds ?? undefined,
-      }
-    : null;
-  return { status, file, ...(snapshot.error === null ? {} : { error: snapshot.error }) };
+  return { status, file: snapshot.file, ...(snapshot.error === null ? {} : { error: snapshot.error }) };
 }
-
-export { toMachineOutcome as egressOutcomeOf };
 
 export interface LiveKitEffectsOptions extends CallEgressClientOptions {
   /** Egress filepath template (`CALLSYNC_RECORDING_FILEPATH`). */
@@ -86,36 +74,7 @@ export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEff
     },
 
     async checkEgress(client, input) {
-      return toMachineOutcome(await client.status(input.egressId));
-    },
-  };
-}
-
-export function createCrmEffects(deps: { crm: CrmClient; storage: RecordingStorage }): CrmEffects {
-  return {
-    async uploadRecording(request, signal, timeoutMs) {
-      // A fresh read for every attempt: a stream is single-use, and the object may have changed.
-      const recording = await deps.storage.open(request.file, signal);
-      try {
-        const { url } = await deps.crm.uploadRecording({
-          callId: request.callId,
-          recording,
-          timeoutMs,
-          signal,
-        });
-        return { url, sizeBytes: recording.sizeBytes, durationSeconds: recording.durationSeconds };
-      } finally {
-        await recording.close();
-      }
-    },
-    async postCallData(request, signal, timeoutMs) {
-      const { status } = await deps.crm.postCallData({
-        callId: request.callId,
-        document: request.document,
-        signal,
-        timeoutMs,
-      });
-      return { status };
+      return egressOutcomeOf(await client.status(input.egressId));
     },
   };
 }

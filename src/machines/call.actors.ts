@@ -1,6 +1,7 @@
 /**
- * Production and test wiring in one place: turns plain async functions into the named actors of
- * `callMachine` and `uploadMachine`. The supervisor calls `createCallLogic({ liveKit, crm, time })`
+ * The machines' named actors: turns plain async functions (the LiveKit and CRM effects, a time
+ * source) into the actors `callMachine` and `uploadMachine` name, production and test wiring in
+ * one place. The supervisor calls `createCallLogic({ liveKit, crm, time })`
  * with the real services; tests call it with fakes and a `SimulatedClock`.
  *
  * What this adds on top of the functions:
