@@ -1,7 +1,8 @@
 /**
- * The three services of the demo, started in one process on free loopback ports: the LiveKit
- * API emulator, the CRM sandbox, and callsync itself with its production wiring
- * (`createCallsyncApp`), its webhooks wired from the emulator to `${appUrl}/livekit/webhook`.
+ * The services of the demo, started in one process on free loopback ports: the LiveKit API
+ * emulator and the CRM sandbox (`startDemoSandboxes`, shared with the fleet demo, fleet.ts), and
+ * callsync itself in-process with its production wiring (`createCallsyncApp`), its webhooks
+ * wired from the emulator to `${appUrl}/livekit/webhook` (`startDemoServices`).
  *
  * Where recordings live (`storage`):
  * - `local` (the default): a recordings volume shared by the emulated egress and callsync,
@@ -20,6 +21,7 @@
  * longer exist, and callsync would try to resume them at the next start. A run leaves nothing
  * behind unless it is asked to keep its files (`--keep-running`), and then it says where.
  */
+import type { EventEmitter } from 'node:events';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +31,12 @@ import { loadConfig } from '../config.ts';
 import { describeStorage } from '../services/storage/index.ts';
 import { createLogger, type Logger } from '../logging/logger.ts';
 import { createCrmSandbox, type CrmSandbox } from '../sandbox/crm/index.ts';
-import { createLiveKitEmulator, type LiveKitEmulator } from '../sandbox/livekit/index.ts';
+import {
+  createLiveKitEmulator,
+  type LiveKitEmulator,
+  type WebhookRetryOptions,
+} from '../sandbox/livekit/index.ts';
+import type { SupervisorEventMap } from '../supervisor.ts';
 import { createCallsyncClient, type CallsyncClient } from './api-client.ts';
 import type { DemoStorageKind } from './args.ts';
 import type { DemoS3Server } from './s3-server.ts';
@@ -67,38 +74,39 @@ export interface DemoStorageReadout {
   readiness: string;
 }
 
-export interface DemoServicesOptions {
+export interface DemoSandboxesOptions {
   /** Where recordings live; `local` (a shared volume) by default. */
   storage?: DemoStorageKind | undefined;
-  /** pino level of callsync's and the emulator's logs. Default `warn`, so the summary stays readable. */
-  logLevel?: string | undefined;
-  /** Where log lines go; stderr by default, keeping stdout for the summary. */
-  logDestination?: DestinationStream | undefined;
   departureTimeoutMs?: number | undefined;
+  /** How the emulator resends a webhook that was not answered 2xx; its own default otherwise. */
+  webhookRetry?: WebhookRetryOptions | undefined;
+  /** The temp dir's name prefix; `callsync-demo-` by default. */
+  dirPrefix?: string | undefined;
 }
 
-export interface DemoServices {
-  app: CallsyncApp;
+/** The LiveKit emulator and the CRM sandbox (and the S3 server), and how callsync reaches them. */
+export interface DemoSandboxes {
   emulator: LiveKitEmulator;
   crm: CrmSandbox;
-  /** callsync's HTTP API, as the voice-agent jobs would call it. */
-  api: CallsyncClient;
-  logger: Logger;
+  /** The S3 server, with `--storage s3`. */
+  s3: DemoS3Server | undefined;
+  storageKind: DemoStorageKind;
   /** `s3`: the bucket's path-style URL (a GET lists it), with `--storage s3`. */
-  urls: { app: string; liveKit: string; crm: string; s3?: string | undefined };
-  /** The temp dir holding the store, the recordings and the CRM's files. */
+  urls: { liveKit: string; crm: string; s3?: string | undefined };
+  /** The temp dir holding the recordings and the CRM's files (and an in-process store). */
   dir: string;
-  storePath: string;
   /** The egress host's local disk: shared with callsync in `local` mode, unused with `s3`. */
   recordingsDir: string;
-  storage: {
-    kind: DemoStorageKind;
-    /** The S3 server, with `--storage s3`. */
-    s3: DemoS3Server | undefined;
-    /** What the store holds now, and callsync's readiness check of it. */
-    readout(): Promise<DemoStorageReadout>;
-  };
-  /** Closes callsync, then the emulator and the sandbox; removes `dir` when `removeFiles`. Safe twice. */
+  /**
+   * callsync's environment for these services: LiveKit, the CRM, where recordings live. The
+   * caller adds the store, host, port and log level.
+   */
+  callsyncEnv: Record<string, string>;
+  /** What the recordings' store holds now; `api` answers `/readyz`, `description` is callsync's. */
+  readout(api: CallsyncClient, description: string): Promise<DemoStorageReadout>;
+  /** Logs the emulator's own errors to `logger` from now on. */
+  logEmulatorErrors(logger: Logger): void;
+  /** Closes the emulator, the S3 server and the sandbox; removes `dir` when `removeFiles`. Safe twice. */
   close(options: { removeFiles: boolean }): Promise<void>;
 }
 
@@ -113,14 +121,13 @@ async function countFiles(dir: string): Promise<number> {
   }
 }
 
-export async function startDemoServices(options: DemoServicesOptions = {}): Promise<DemoServices> {
+export async function startDemoSandboxes(options: DemoSandboxesOptions = {}): Promise<DemoSandboxes> {
   const storageKind = options.storage ?? 'local';
-  const dir = await mkdtemp(join(tmpdir(), 'callsync-demo-'));
+  const dir = await mkdtemp(join(tmpdir(), options.dirPrefix ?? 'callsync-demo-'));
   // `local`: the volume the egress shares with callsync; it must exist before callsync starts.
   // `s3`: the egress host's own disk, which nothing else sees (and nothing should land on).
   const recordingsDir = join(dir, storageKind === 'local' ? 'recordings' : 'egress-host');
   await mkdir(recordingsDir, { recursive: true });
-  const storePath = join(dir, 'callsync.db');
   const emulator = createLiveKitEmulator({
     keys: { [LIVEKIT_API_KEY]: LIVEKIT_API_SECRET },
     recordingsDir,
@@ -129,13 +136,13 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
     activateAfterMs: EGRESS_ACTIVATE_AFTER_MS_DEFAULT,
     finalizeAfterMs: EGRESS_FINALIZE_AFTER_MS_DEFAULT,
     departureTimeoutMs: options.departureTimeoutMs ?? DEPARTURE_TIMEOUT_MS_DEFAULT,
+    ...(options.webhookRetry === undefined ? {} : { webhookRetry: options.webhookRetry }),
   });
   const uploads = { done: 0, failed: 0 };
   emulator.events.on('egress:uploaded', () => (uploads.done += 1));
   emulator.events.on('egress:upload-failed', () => (uploads.failed += 1));
   const crm = createCrmSandbox({ storageDir: join(dir, 'crm'), apiKey: CRM_API_KEY });
   let s3: DemoS3Server | undefined;
-  let app: CallsyncApp | undefined;
   let logger: Logger | undefined;
 
   let closing: Promise<void> | undefined;
@@ -143,7 +150,6 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
     closing ??= (async () => {
       // Each step on its own: a failing close must not leave the others open.
       const steps: [string, () => Promise<void>][] = [
-        ['callsync', async () => app?.close()],
         ['LiveKit emulator', () => emulator.close()],
         ['S3 server', async () => s3?.close()],
         ['CRM sandbox', () => crm.close()],
@@ -183,36 +189,8 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
             CALLSYNC_RECORDINGS_DIR: join(dir, 'no-local-recordings'),
           };
     const [{ url: liveKitUrl }, { url: crmUrl }] = await Promise.all([emulator.start(), crm.start()]);
-    // callsync's own config schema, so a bad LOG_LEVEL fails with callsync's one-line message.
-    const config = loadConfig({
-      LIVEKIT_URL: liveKitUrl,
-      LIVEKIT_API_KEY,
-      LIVEKIT_API_SECRET,
-      CRM_BASE_URL: crmUrl,
-      CRM_API_KEY,
-      CALLSYNC_HOST: '127.0.0.1',
-      CALLSYNC_PORT: '0',
-      CALLSYNC_STORE: `sqlite:${storePath}`,
-      ...storageEnv,
-      LOG_LEVEL: options.logLevel?.trim() ? options.logLevel : 'warn',
-    });
-    const log = createLogger({
-      level: config.logLevel,
-      destination: options.logDestination ?? pino.destination({ dest: 2, sync: true }),
-    });
-    logger = log;
-    emulator.events.on('emulator:error', ({ error, context }) =>
-      log.error({ err: error, context, component: 'livekit-emulator' }, 'LiveKit emulator error'),
-    );
-    app = createCallsyncApp(config, {
-      logger: log,
-      limits: { egressPollIntervalMs: EGRESS_POLL_INTERVAL_MS },
-    });
-    const { url: appUrl } = await app.start();
-    emulator.addWebhookUrl(`${appUrl}/livekit/webhook`);
-    const api = createCallsyncClient({ baseUrl: appUrl, ingestToken: config.http.ingestToken });
     const server = s3;
-    const readout = async (): Promise<DemoStorageReadout> => {
+    const readout = async (api: CallsyncClient, description: string): Promise<DemoStorageReadout> => {
       const ready = await api.get('/readyz').then(
         (answer) => (answer as { checks?: { storage?: string } }).checks?.storage ?? 'not reported',
         (error: unknown) => (error instanceof Error ? error.message : String(error)),
@@ -220,7 +198,7 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
       const listed = server === undefined ? null : await server.list();
       return {
         kind: storageKind,
-        description: describeStorage(config.egressStorage.storage),
+        description,
         cloudMode: server !== undefined,
         egressUploads: uploads.done,
         egressUploadFailures: uploads.failed,
@@ -233,21 +211,145 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
       };
     };
     return {
-      app,
       emulator,
       crm,
-      api,
-      logger: log,
+      s3,
+      storageKind,
       urls: {
-        app: appUrl,
         liveKit: liveKitUrl,
         crm: crmUrl,
         s3: s3 === undefined ? undefined : `${s3.endpoint}/${s3.bucket}`,
       },
       dir,
-      storePath,
       recordingsDir,
-      storage: { kind: storageKind, s3, readout },
+      callsyncEnv: {
+        LIVEKIT_URL: liveKitUrl,
+        LIVEKIT_API_KEY,
+        LIVEKIT_API_SECRET,
+        CRM_BASE_URL: crmUrl,
+        CRM_API_KEY,
+        ...storageEnv,
+      },
+      readout,
+      logEmulatorErrors(log) {
+        logger = log;
+        emulator.events.on('emulator:error', ({ error, context }) =>
+          log.error({ err: error, context, component: 'livekit-emulator' }, 'LiveKit emulator error'),
+        );
+      },
+      close,
+    };
+  } catch (error) {
+    await close({ removeFiles: true });
+    throw error;
+  }
+}
+
+export interface DemoServicesOptions {
+  /** Where recordings live; `local` (a shared volume) by default. */
+  storage?: DemoStorageKind | undefined;
+  /** pino level of callsync's and the emulator's logs. Default `warn`, so the summary stays readable. */
+  logLevel?: string | undefined;
+  /** Where log lines go; stderr by default, keeping stdout for the summary. */
+  logDestination?: DestinationStream | undefined;
+  departureTimeoutMs?: number | undefined;
+}
+
+export interface DemoServices {
+  app: CallsyncApp;
+  emulator: LiveKitEmulator;
+  crm: CrmSandbox;
+  /** callsync's HTTP API, as the voice-agent jobs would call it. */
+  api: CallsyncClient;
+  logger: Logger;
+  /** `s3`: the bucket's path-style URL (a GET lists it), with `--storage s3`. */
+  urls: { app: string; liveKit: string; crm: string; s3?: string | undefined };
+  /** The temp dir holding the store, the recordings and the CRM's files. */
+  dir: string;
+  storePath: string;
+  /** The egress host's local disk: shared with callsync in `local` mode, unused with `s3`. */
+  recordingsDir: string;
+  storage: {
+    kind: DemoStorageKind;
+    /** The S3 server, with `--storage s3`. */
+    s3: DemoS3Server | undefined;
+    /** What the store holds now, and callsync's readiness check of it. */
+    readout(): Promise<DemoStorageReadout>;
+  };
+  /** callsync's upload target (`CALLSYNC_UPLOAD_TARGET_SECONDS`), for the summary. */
+  targetSeconds: number;
+  /** The in-process supervisor's events: `call:finished` tells when a call is final. */
+  supervisorEvents: EventEmitter<SupervisorEventMap>;
+  /** callsync's `/metrics` exposition (one process: one text). */
+  metricsExpositions(): Promise<string[]>;
+  /** Closes callsync, then the emulator and the sandbox; removes `dir` when `removeFiles`. Safe twice. */
+  close(options: { removeFiles: boolean }): Promise<void>;
+}
+
+export async function startDemoServices(options: DemoServicesOptions = {}): Promise<DemoServices> {
+  const sandboxes = await startDemoSandboxes({
+    storage: options.storage,
+    departureTimeoutMs: options.departureTimeoutMs,
+  });
+  const { dir, emulator, crm } = sandboxes;
+  const storePath = join(dir, 'callsync.db');
+  let app: CallsyncApp | undefined;
+  let logger: Logger | undefined;
+
+  let closing: Promise<void> | undefined;
+  const close = ({ removeFiles }: { removeFiles: boolean }) => {
+    closing ??= (async () => {
+      // callsync first, on its own: a failing close must not leave the others open.
+      await (async () => app?.close())().catch((error: unknown) => {
+        if (logger) logger.error({ err: error }, 'closing callsync failed');
+        else process.stderr.write(`closing callsync failed: ${String(error)}\n`);
+      });
+      await sandboxes.close({ removeFiles });
+    })();
+    return closing;
+  };
+
+  try {
+    // callsync's own config schema, so a bad LOG_LEVEL fails with callsync's one-line message.
+    const config = loadConfig({
+      ...sandboxes.callsyncEnv,
+      CALLSYNC_HOST: '127.0.0.1',
+      CALLSYNC_PORT: '0',
+      CALLSYNC_STORE: `sqlite:${storePath}`,
+      LOG_LEVEL: options.logLevel?.trim() ? options.logLevel : 'warn',
+    });
+    const log = createLogger({
+      level: config.logLevel,
+      destination: options.logDestination ?? pino.destination({ dest: 2, sync: true }),
+    });
+    logger = log;
+    sandboxes.logEmulatorErrors(log);
+    app = createCallsyncApp(config, {
+      logger: log,
+      limits: { egressPollIntervalMs: EGRESS_POLL_INTERVAL_MS },
+    });
+    const { url: appUrl } = await app.start();
+    emulator.addWebhookUrl(`${appUrl}/livekit/webhook`);
+    const api = createCallsyncClient({ baseUrl: appUrl, ingestToken: config.http.ingestToken });
+    const description = describeStorage(config.egressStorage.storage);
+    return {
+      app,
+      emulator,
+      crm,
+      api,
+      logger: log,
+      urls: { app: appUrl, ...sandboxes.urls },
+      dir,
+      storePath,
+      recordingsDir: sandboxes.recordingsDir,
+      storage: {
+        kind: sandboxes.storageKind,
+        s3: sandboxes.s3,
+        readout: () => sandboxes.readout(api, description),
+      },
+      targetSeconds: config.uploadTargetSeconds,
+      supervisorEvents: app.supervisor.events,
+      metricsExpositions: async () => [await api.getText('/metrics')],
       close,
     };
   } catch (error) {

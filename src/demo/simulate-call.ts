@@ -114,7 +114,9 @@ export async function simulateCall(plan: CallPlan, deps: SimulateCallDeps): Prom
           direction: 'inbound',
           startedAt: new Date(startedAtMs).toISOString(),
         },
-        [201],
+        // 200: the room's call already exists, when a request whose answer was lost (a fleet
+        // instance killed under it) is sent again; each demo room is new, so never otherwise.
+        [201, 200],
       ),
     );
     run.callId = callId;
