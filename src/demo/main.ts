@@ -2,13 +2,19 @@
  * `npm run demo`: the whole pipeline on one machine, with no outside services. Parses the
  * flags, starts the services, runs the demo, prints the summary and exits 0 only if every call
  * reached the CRM (1 otherwise, 2 for bad flags). `--storage s3` adds an S3-compatible server
- * (s3rver) for the recordings. With `--keep-running` the services stay up after the summary
- * until Ctrl-C. Ctrl-C (or SIGTERM) at any point closes everything; a second one leaves at
- * once. callsync's logs go to stderr (level `warn`, `LOG_LEVEL` overrides), the
- * progress lines and the summary to stdout.
+ * (s3rver) for the recordings. `--fleet N` runs callsync as N supervisor processes on
+ * PostgreSQL behind a proxy and kills one in the middle (fleet.ts, fleet-demo.ts); it also exits
+ * 1 if an Idempotency-Key was accepted twice or the kill's calls were not taken over. With
+ * `--keep-running` the services stay up after the summary until Ctrl-C. Ctrl-C (or SIGTERM) at
+ * any point closes everything; a second one leaves at once. callsync's logs go to stderr (level
+ * `warn`, `LOG_LEVEL` overrides; a fleet's supervisors' lines only at `LOG_LEVEL`, and all of
+ * them after a failure), the progress lines and the summary to stdout.
  */
 import { ConfigError } from '../config.ts';
 import { DEMO_USAGE, DemoArgsError, parseDemoArgs, type DemoArgs } from './args.ts';
+import { DemoPostgresUnavailableError, startDemoFleet, type DemoFleet } from './fleet.ts';
+import { runFleetDemo } from './fleet-demo.ts';
+import { formatFleetSection } from './fleet-summary.ts';
 import { runDemo } from './run-demo.ts';
 import { startDemoServices, type DemoServices } from './services.ts';
 import { formatSummary } from './summary.ts';
@@ -31,7 +37,10 @@ if (args.help) {
   process.exit(0);
 }
 
-let services: DemoServices | undefined;
+let services: DemoServices | DemoFleet | undefined;
+let fleet: DemoFleet | undefined;
+/** A fleet being started: Ctrl-C aborts it, and the exit waits until it has closed what it started. */
+let fleetStarting: Promise<DemoFleet> | undefined;
 /** Set once the summary is printed: what a Ctrl-C during `--keep-running` exits with. */
 let resultCode: number | undefined;
 let stopping = false;
@@ -39,6 +48,7 @@ const interrupted = new AbortController();
 
 async function shutDown(code: number): Promise<never> {
   const removeFiles = !args.keepRunning;
+  if (services === undefined) await fleetStarting?.catch(() => undefined);
   await services?.close({ removeFiles });
   if (!removeFiles && services)
     say(`kept ${services.dir} (store, recordings, CRM files); delete it when done`);
@@ -49,7 +59,7 @@ function onSignal(signal: NodeJS.Signals): void {
   if (stopping) process.exit(EXIT_INTERRUPTED);
   stopping = true;
   say(
-    `\n${signal}: closing callsync, the LiveKit emulator${args.storage === 's3' ? ', the S3 server' : ''} and the CRM sandbox…`,
+    `\n${signal}: closing ${args.fleet === undefined ? 'callsync' : "callsync's supervisors, the proxy"}, the LiveKit emulator${args.storage === 's3' ? ', the S3 server' : ''} and the CRM sandbox…`,
   );
   interrupted.abort();
   void shutDown(resultCode ?? EXIT_INTERRUPTED);
@@ -57,27 +67,66 @@ function onSignal(signal: NodeJS.Signals): void {
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
-try {
-  services = await startDemoServices({ logLevel: process.env.LOG_LEVEL, storage: args.storage });
+async function runInProcess(): Promise<number> {
+  const started = await startDemoServices({ logLevel: process.env.LOG_LEVEL, storage: args.storage });
+  services = started;
   say(
-    `callsync ${services.urls.app} · LiveKit emulator ${services.urls.liveKit} · CRM sandbox ${services.urls.crm}` +
-      (services.urls.s3 ? ` · S3 (s3rver) ${services.urls.s3}` : ''),
+    `callsync ${started.urls.app} · LiveKit emulator ${started.urls.liveKit} · CRM sandbox ${started.urls.crm}` +
+      (started.urls.s3 ? ` · S3 (s3rver) ${started.urls.s3}` : ''),
   );
   const summary = await runDemo({
-    services,
+    services: started,
     calls: args.calls,
     onProgress: say,
     signal: interrupted.signal,
   });
-  process.stdout.write(formatSummary(summary, { keepRunning: args.keepRunning, dir: services.dir }));
-  resultCode = summary.ok ? 0 : 1;
+  process.stdout.write(formatSummary(summary, { keepRunning: args.keepRunning, dir: started.dir }));
+  return summary.ok ? 0 : 1;
+}
+
+async function runFleet(size: number): Promise<number> {
+  fleetStarting = startDemoFleet({
+    size,
+    storage: args.storage,
+    logLevel: process.env.LOG_LEVEL,
+    postgresUrl: process.env.DEMO_POSTGRES_URL,
+    signal: interrupted.signal,
+  });
+  const started = await fleetStarting;
+  services = fleet = started;
+  say(
+    `callsync fleet ${started.instances.map((instance) => `${instance.id} :${instance.port}`).join(', ')} on ${started.postgres} schema ${started.schema}` +
+      ` · proxy ${started.urls.app} · LiveKit emulator ${started.urls.liveKit} · CRM sandbox ${started.urls.crm}` +
+      (started.urls.s3 ? ` · S3 (s3rver) ${started.urls.s3}` : ''),
+  );
+  const result = await runFleetDemo({
+    fleet: started,
+    calls: args.calls,
+    onProgress: say,
+    signal: interrupted.signal,
+  });
+  process.stdout.write(
+    formatSummary(result.summary, { keepRunning: args.keepRunning, dir: started.dir }) +
+      formatFleetSection(result.fleet),
+  );
+  if (!result.ok) process.stderr.write(`\nthe supervisors' output:\n${started.logs()}`);
+  return result.ok ? 0 : 1;
+}
+
+try {
+  resultCode = args.fleet === undefined ? await runInProcess() : await runFleet(args.fleet);
   // With --keep-running the listening servers keep the process alive until a signal.
   if (!args.keepRunning) await shutDown(resultCode);
 } catch (error) {
   if (!stopping) {
     const message =
-      error instanceof ConfigError ? error.message : error instanceof Error ? error.stack : error;
+      error instanceof ConfigError || error instanceof DemoPostgresUnavailableError
+        ? error.message
+        : error instanceof Error
+          ? error.stack
+          : error;
     process.stderr.write(`callsync demo failed: ${String(message)}\n`);
+    if (fleet) process.stderr.write(`\nthe supervisors' output:\n${fleet.logs()}`);
     await shutDown(1);
   }
 }

@@ -1,7 +1,15 @@
-/** The demo's pure parts: the call plan, the flags, the percentile and the metrics reader. */
+/**
+ * The demo's pure parts: the call plan, the flags, the percentile, the metrics reader, the
+ * summary and the fleet's section of it.
+ */
 import { describe, expect, it } from 'vitest';
 import { DemoArgsError, parseDemoArgs } from '../../src/demo/args.ts';
 import { planCalls, RECORDING_SECONDS_MAX, RECORDING_SECONDS_MIN } from '../../src/demo/call-plan.ts';
+import {
+  buildFleetSection,
+  formatFleetSection,
+  type FleetSectionInput,
+} from '../../src/demo/fleet-summary.ts';
 import { sampleValue } from '../../src/demo/prometheus-text.ts';
 import type { CallRun } from '../../src/demo/simulate-call.ts';
 import { buildSummary, formatSummary, percentile, type CallView } from '../../src/demo/summary.ts';
@@ -64,6 +72,32 @@ describe('parseDemoArgs', () => {
     expect(() => parseDemoArgs(['--calls', '2.5'], {})).toThrow(DemoArgsError);
     expect(() => parseDemoArgs([], { DEMO_CALLS: 'lots' })).toThrow(/DEMO_CALLS/);
     expect(() => parseDemoArgs(['--cals', '3'], {})).toThrow(DemoArgsError);
+  });
+
+  it('reads --fleet N for 2 to 5 supervisors, and leaves it out without the flag', () => {
+    expect(parseDemoArgs(['--fleet', '3'], {})).toEqual({
+      calls: 50,
+      keepRunning: false,
+      help: false,
+      fleet: 3,
+    });
+    expect(parseDemoArgs(['--fleet=2', '--calls', '12', '--storage', 's3'], {})).toMatchObject({
+      fleet: 2,
+      calls: 12,
+      storage: 's3',
+    });
+    expect(parseDemoArgs(['--fleet', '5'], {})).toMatchObject({ fleet: 5 });
+    expect(parseDemoArgs([], {})).not.toHaveProperty('fleet');
+  });
+
+  it('refuses a fleet it cannot run, naming the range', () => {
+    for (const bad of ['1', '6', '0', '2.5', 'three', '', '-3']) {
+      expect(() => parseDemoArgs([`--fleet=${bad}`], {})).toThrow(
+        /^--fleet must be a whole number of supervisors from 2 to 5, got "/,
+      );
+    }
+    // A bare --fleet has no value: parseArgs says so.
+    expect(() => parseDemoArgs(['--fleet'], {})).toThrow(DemoArgsError);
   });
 });
 
@@ -170,5 +204,135 @@ describe('buildSummary', () => {
     const text = formatSummary(summary, { keepRunning: false });
     expect(text).toContain('FAILED: 2 call(s) did not reach the CRM:');
     expect(text).toContain(`${second!.roomName}  CALL-B  callsync gave up`);
+  });
+});
+
+describe('buildFleetSection', () => {
+  const killAtMs = Date.parse('2025-10-29T10:00:00.000Z');
+  const callData = (callId: string): ReceivedCallData => ({
+    idempotencyKey: `${callId}:call-data`,
+    callId,
+    document: {} as ReceivedCallData['document'],
+    receivedAt: '2025-10-29T10:00:05.000Z',
+  });
+  const upload = (callId: string) => ({
+    idempotencyKey: `${callId}:recording`,
+    fileName: `${callId}.ogg`,
+    contentType: 'audio/ogg',
+    sizeBytes: 10,
+    sha256: 'x',
+    storedName: `${callId}.ogg`,
+    path: `/tmp/${callId}.ogg`,
+    url: `http://crm/files/${callId}.ogg`,
+    fields: {},
+    contentLength: 10,
+    chunked: false,
+    receivedAt: '2025-10-29T10:00:04.000Z',
+  });
+  const input = (overrides: Partial<FleetSectionInput> = {}): FleetSectionInput => ({
+    instanceIds: ['demo-1', 'demo-2', 'demo-3'],
+    leaseSeconds: 3,
+    schema: 'callsync_demo_abc',
+    proxyUrl: 'http://proxy',
+    fault: {
+      kill: { instanceId: 'demo-2', pid: 42, atMs: killAtMs, callIds: ['CALL-A', 'CALL-B'] },
+      takeOvers: [
+        { callId: 'CALL-A', previousOwner: 'demo-2', by: 'demo-1', atMs: killAtMs + 3_400 },
+        { callId: 'CALL-B', previousOwner: 'demo-2', by: 'demo-3', atMs: killAtMs + 3_900 },
+      ],
+      restartedPid: 43,
+      forwardedAtRestart: 10,
+      error: null,
+    },
+    takeOvers: [
+      { callId: 'CALL-A', previousOwner: 'demo-2', by: 'demo-1', atMs: killAtMs + 3_400 },
+      { callId: 'CALL-B', previousOwner: 'demo-2', by: 'demo-3', atMs: killAtMs + 3_900 },
+    ],
+    owners: new Map<string, string | null>([
+      ['CALL-A', 'demo-1'],
+      ['CALL-B', 'demo-3'],
+      ['CALL-C', 'demo-2'],
+    ]),
+    received: {
+      requests: { upload: 4, 'call-data': 3 },
+      uploads: ['CALL-A', 'CALL-B', 'CALL-C'].map(upload),
+      callData: ['CALL-A', 'CALL-B', 'CALL-C'].map(callData),
+      duplicates: { upload: 1, 'call-data': 0 },
+      duplicateRequests: [
+        { endpoint: 'upload', idempotencyKey: 'CALL-A:recording', concurrent: false, status: 201 },
+      ],
+      rejected: [],
+      faults: [],
+    },
+    agentRetries: { '503 CALL_OWNER_UNAVAILABLE': 2 },
+    proxy: {
+      forwarded: { 'demo-1': 30, 'demo-2': 14, 'demo-3': 30 },
+      refused: { 'demo-2': 5 },
+      proxyErrors: {},
+    },
+    ...overrides,
+  });
+
+  it('counts the take-overs, their delay from the kill, the owners and one accepted effect per key', () => {
+    const section = buildFleetSection(input());
+    expect(section.ok).toBe(true);
+    expect(section.kill).toEqual({
+      instanceId: 'demo-2',
+      pid: 42,
+      callsInProgress: 2,
+      restartedPid: 43,
+      requestsSinceRestart: 4,
+    });
+    expect(section.takeOvers).toEqual({
+      total: 2,
+      ofKilled: 2,
+      byInstance: { 'demo-1': 1, 'demo-3': 1 },
+      firstDelayMs: 3_400,
+      lastDelayMs: 3_900,
+    });
+    expect(section.ownersAtEnd).toEqual({ 'demo-1': 1, 'demo-2': 1, 'demo-3': 1 });
+    expect(section.crm).toEqual({
+      duplicates: { upload: 1, callData: 0 },
+      acceptedKeys: { upload: 3, callData: 3 },
+      keysAcceptedTwice: [],
+    });
+    const text = formatFleetSection(section);
+    expect(text).toMatch(/killed \(SIGKILL\)\s+demo-2 {3}pid 42, with 2 calls in progress/);
+    expect(text).toMatch(/its calls taken over\s+2\/2 {3}by demo-1 ×1, demo-3 ×1/);
+    expect(text).toMatch(/take-over delay\s+3\.40 s {3}kill → first 'call taken over' line; last 3\.90 s/);
+    expect(text).toMatch(/CRM duplicate requests\s+1 {3}upload 1, call-data 0/);
+    expect(text).toMatch(
+      /keys accepted twice\s+0 {3}one accepted effect per Idempotency-Key: 3 uploads, 3 call-data/,
+    );
+    expect(text).toContain('OK: demo-2 was killed with 2 calls in progress');
+  });
+
+  it('fails a key accepted twice, a call never taken over, and a run with no kill', () => {
+    const base = input();
+    const twice = buildFleetSection(
+      input({ received: { ...base.received, callData: [...base.received.callData, callData('CALL-A')] } }),
+    );
+    expect(twice.ok).toBe(false);
+    expect(twice.crm.keysAcceptedTwice).toEqual(['CALL-A:call-data']);
+    expect(formatFleetSection(twice)).toContain('FAILED (fleet): 1 key(s) accepted twice');
+
+    const stuck = buildFleetSection(
+      input({
+        fault: {
+          ...base.fault!,
+          takeOvers: base.fault!.takeOvers.slice(0, 1),
+          error: "1 of demo-2's 2 calls were not taken over within 30000 ms: CALL-B",
+        },
+      }),
+    );
+    expect(stuck.ok).toBe(false);
+    expect(formatFleetSection(stuck)).toContain(
+      "FAILED (fleet): 1 of demo-2's 2 calls were not taken over within 30000 ms: CALL-B; 1 of the killed instance's calls not taken over",
+    );
+
+    const none = buildFleetSection(input({ fault: null }));
+    expect(none.ok).toBe(false);
+    expect(none.kill).toBeNull();
+    expect(formatFleetSection(none)).toContain('FAILED (fleet): no instance was killed');
   });
 });
