@@ -152,6 +152,7 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
     metrics: recorder,
     renderMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     time,
+    retentionDays: config.retentionDays,
     limits: {
       maxCallDurationMs: config.maxCallDurationSeconds * 1000,
       egressDeadlineMs: config.egressDeadlineSeconds * 1000,

@@ -136,6 +136,12 @@ const envSchema = z.object({
     .int('must be a whole number of milliseconds')
     .positive('must be a positive number of milliseconds')
     .default(5_000),
+  /** Calls that finished `done` this many days ago are pruned from the store (failed ones stay). */
+  CALLSYNC_RETENTION_DAYS: z.coerce
+    .number({ error: 'must be a number of days' })
+    .positive('must be a positive number of days')
+    .finite('must be a positive number of days')
+    .default(30),
   // a fleet (PostgreSQL)
   /** This supervisor's name in a fleet: logs, metrics and call ownership. */
   CALLSYNC_INSTANCE_ID: z
@@ -155,6 +161,7 @@ export interface Config {
   crm: { baseUrl: string; apiKey: string | undefined };
   http: { host: string; port: number; ingestToken: string | undefined; adminToken: string | undefined };
   store: { url: string; timeoutMs: number };
+  retentionDays: number;
   /** Used when the store is PostgreSQL: several supervisors may share it. */
   fleet: { instanceId: string; leaseSeconds: number };
   recordingsDir: string;
@@ -205,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       adminToken: e.CALLSYNC_ADMIN_TOKEN,
     },
     store: { url: e.CALLSYNC_STORE, timeoutMs: e.CALLSYNC_STORE_TIMEOUT_MS },
+    retentionDays: e.CALLSYNC_RETENTION_DAYS,
     fleet: {
       instanceId: e.CALLSYNC_INSTANCE_ID ?? `${hostname()}-${process.pid}`,
       leaseSeconds: e.CALLSYNC_LEASE_SECONDS,

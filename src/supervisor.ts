@@ -99,6 +99,14 @@ export const WEBHOOK_IDS_REMEMBERED = 50_000;
  * statement; the same tick reads the decisions it owes on its own calls in case a note was lost.
  */
 export const FLEET_SWEEP_INTERVAL_MS = 500;
+/**
+ * Retention policy: calls that finished `done` more than `retentionDays` ago leave the store,
+ * with their event log and journal (the CRM holds what they delivered), checked at start and
+ * every hour, at most `RETENTION_BATCH` calls a statement so a large backlog never holds the
+ * store for long. Failed calls stay until an operator retries or dismisses them.
+ */
+export const RETENTION_INTERVAL_MS = 60 * 60_000;
+export const RETENTION_BATCH = 1_000;
 export const FLEET_SWEEP_BATCH = 100;
 
 type CallActor = Actor<CallLogic>;
@@ -161,6 +169,8 @@ export interface SupervisorDeps {
   renderMetrics: () => Promise<{ contentType: string; body: string }>;
   time: TimeSource;
   limits?: Partial<CallLimits> | undefined;
+  /** Finished calls older than this many days are pruned; none when absent. */
+  retentionDays?: number | undefined;
 }
 
 /** `CALL-20251029-12345678-1a2b3c`: the seed's shape, made unique with a random suffix. */
@@ -201,6 +211,7 @@ export class Supervisor implements CallApi {
   #fleet: CallFleet | undefined;
   #outcomes: OutcomeWaiter | undefined;
   #sweepTimer: unknown;
+  #retentionTimer: unknown;
   #sweeping: Promise<void> | undefined;
   /** Calls whose decisions on events logged elsewhere are being committed: their senders wait. */
   readonly #remoteDecisions = new Set<string>();
@@ -231,8 +242,39 @@ export class Supervisor implements CallApi {
 
   /** Opens the store and resumes every unfinished call. Safe to call twice. */
   start(): Promise<void> {
-    this.#started ??= this.#recover();
+    this.#started ??= this.#recover().then(() => this.#pruneSoon(0));
     return this.#started;
+  }
+
+  #pruneSoon(delayMs = RETENTION_INTERVAL_MS): void {
+    const { retentionDays, time } = this.#deps;
+    if (retentionDays === undefined || this.#closing) return;
+    this.#retentionTimer = time.setTimeout(() => {
+      this.#retentionTimer = undefined;
+      void this.pruneFinished(retentionDays).finally(() => this.#pruneSoon());
+    }, delayMs);
+  }
+
+  /** Removes calls that finished `done` more than `days` ago (the retention policy); how many. */
+  async pruneFinished(days: number): Promise<number> {
+    const { store, time, logger } = this.#deps;
+    const before = new Date(time.now() - days * 24 * 60 * 60_000).toISOString();
+    let pruned = 0;
+    try {
+      // What this instance finished is in the store first.
+      await this.#writer.flush();
+      for (;;) {
+        const batch = await store.pruneFinished(before, RETENTION_BATCH);
+        pruned += batch;
+        if (batch < RETENTION_BATCH || this.#closing) break;
+      }
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) this.#writer.noteUnavailable(error);
+      logger.warn({ err: error, pruned }, 'pruning finished calls failed; tried again later');
+      return pruned;
+    }
+    if (pruned > 0) logger.info({ pruned, before, retentionDays: days }, 'finished calls pruned');
+    return pruned;
   }
 
   async #recover(): Promise<void> {
@@ -454,8 +496,10 @@ export class Supervisor implements CallApi {
         }
       };
       await this.#started?.catch(() => undefined);
-      if (this.#sweepTimer !== undefined) this.#deps.time.clearTimeout(this.#sweepTimer);
-      this.#sweepTimer = undefined;
+      for (const timer of [this.#sweepTimer, this.#retentionTimer]) {
+        if (timer !== undefined) this.#deps.time.clearTimeout(timer);
+      }
+      this.#sweepTimer = this.#retentionTimer = undefined;
       await this.#sweeping;
       for (const call of [...this.#live.values()]) {
         await step(`stop call ${call.callId}`, () => {

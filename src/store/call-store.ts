@@ -174,6 +174,12 @@ export interface CallStore {
    * saying why; undefined when the call is not failed (any more).
    */
   dismissCall(callId: string, dismissal: { reason: string; at: string }): Promise<CallRow | undefined>;
+  /**
+   * Deletes up to `limit` calls that finished `done` (delivered, partial or dismissed) at or before
+   * `before` (ISO-8601), with their event log and journal; resolves with how many. Failed calls
+   * stay: they wait for an operator. Recordings are never touched (they live in the CRM).
+   */
+  pruneFinished(before: string, limit: number): Promise<number>;
   /** How many calls have this status (the failed-calls gauge reads it at scrape time). */
   countCalls(status: CallStatus): Promise<number>;
   /** Calls to restore at start-up: not final, any machine version (the caller decides). */

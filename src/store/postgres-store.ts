@@ -629,6 +629,27 @@ export class PostgresCallStore implements CallStore {
     return row ? toCallRow(row) : undefined;
   }
 
+  async pruneFinished(before: string, limit: number): Promise<number> {
+    const s = this.#schema;
+    // SKIP LOCKED: in a fleet every instance prunes; none waits for another's batch.
+    const result = await this.#query<{ pruned: string }>(
+      'prune finished calls',
+      `WITH old AS (
+         SELECT call_id FROM ${s}.calls WHERE status = 'done' AND updated_at <= $1::timestamptz
+         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED
+       ), events AS (
+         DELETE FROM ${s}.call_events e USING old WHERE e.call_id = old.call_id
+       ), journal AS (
+         DELETE FROM ${s}.call_journal j USING old WHERE j.call_id = old.call_id
+       ), gone AS (
+         DELETE FROM ${s}.calls c USING old WHERE c.call_id = old.call_id RETURNING 1
+       )
+       SELECT count(*)::text AS pruned FROM gone`,
+      [before, limit],
+    );
+    return Number(result.rows[0]?.pruned ?? 0);
+  }
+
   async countCalls(status: CallStatus): Promise<number> {
     const result = await this.#query<{ count: string }>(
       'count calls',

@@ -400,6 +400,24 @@ export class SqliteCallStore implements CallStore {
     return this.#run('dismiss the call', () => dismiss.immediate());
   }
 
+  pruneFinished(before: string, limit: number): Promise<number> {
+    const { db } = this.#require();
+    const prune = db.transaction(() => {
+      const ids = db
+        .prepare<[string, number], { call_id: string }>(
+          `SELECT call_id FROM calls WHERE status = 'done' AND updated_at <= ? ORDER BY updated_at LIMIT ?`,
+        )
+        .all(new Date(before).toISOString(), limit)
+        .map((row) => row.call_id);
+      for (const table of ['call_events', 'call_journal', 'calls']) {
+        const remove = db.prepare<[string]>(`DELETE FROM ${table} WHERE call_id = ?`);
+        for (const id of ids) remove.run(id);
+      }
+      return ids.length;
+    });
+    return this.#run('prune finished calls', () => prune.immediate());
+  }
+
   countCalls(status: CallStatus): Promise<number> {
     return this.#run('count calls', () => this.#require().statements.count.get(status)!.count);
   }

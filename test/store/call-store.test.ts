@@ -217,6 +217,90 @@ describe.each([
     expect((await store.listCalls({ status: 'active' })).map((c) => c.callId)).toEqual(['call-1']);
     expect((await store.listCalls({})).map((c) => c.callId)).toEqual(['call-2', 'call-1']);
   });
+
+  it('pages newest first by keyset, from a time on, and never skips or repeats a call', async () => {
+    for (let n = 1; n <= 5; n += 1) {
+      await store.createCall(
+        newCall({ callId: `call-${n}`, roomName: `room-${n}`, createdAt: `2026-01-01T00:00:0${n}.000Z` }),
+      );
+    }
+    // Two calls created in the same millisecond are ordered by id.
+    await store.createCall(
+      newCall({ callId: 'call-5b', roomName: 'room-5b', createdAt: '2026-01-01T00:00:05.000Z' }),
+    );
+    const first = await store.listCalls({ limit: 2 });
+    expect(first.map((c) => c.callId)).toEqual(['call-5b', 'call-5']);
+    const last = first.at(-1)!;
+    const second = await store.listCalls({
+      limit: 10,
+      after: { createdAt: last.createdAt, callId: last.callId },
+    });
+    expect(second.map((c) => c.callId)).toEqual(['call-4', 'call-3', 'call-2', 'call-1']);
+    expect((await store.listCalls({ since: '2026-01-01T00:00:04.000Z' })).map((c) => c.callId)).toEqual([
+      'call-5b',
+      'call-5',
+      'call-4',
+    ]);
+  });
+
+  it('dismisses a failed call once, with a journal entry saying why', async () => {
+    await store.createCall(newCall());
+    expect(
+      await store.dismissCall('call-1', { reason: 'not failed', at: '2026-01-01T00:02:00.000Z' }),
+    ).toBeUndefined();
+    await saveSnapshot(store, 'call-1', snapshotUpdate({ state: 'failed', status: 'failed' }));
+    const dismissed = await store.dismissCall('call-1', {
+      reason: 'CRM rejected the campaign',
+      at: '2026-01-01T00:02:00.000Z',
+    });
+    expect(dismissed).toMatchObject({ callId: 'call-1', state: 'dismissed', status: 'done' });
+    expect(await store.countCalls('failed')).toBe(0);
+    expect((await store.getJournal('call-1')).at(-1)).toMatchObject({
+      kind: 'dismissed',
+      state: 'dismissed',
+      detail: { reason: 'CRM rejected the campaign' },
+    });
+    expect(
+      await store.dismissCall('call-1', { reason: 'again', at: '2026-01-01T00:03:00.000Z' }),
+    ).toBeUndefined();
+  });
+
+  it('prunes calls that finished done before the cutoff, with their log and journal; failed and live calls stay', async () => {
+    await store.createCall(newCall());
+    await store.createCall(newCall({ callId: 'call-2', roomName: 'room-2' }));
+    await store.createCall(newCall({ callId: 'call-3', roomName: 'room-3' }));
+    await store.createCall(newCall({ callId: 'call-4', roomName: 'room-4' }));
+    await store.commit({
+      events: [{ callId: 'call-1', event: { type: 'call.end' } }],
+      snapshots: [
+        {
+          callId: 'call-1',
+          update: snapshotUpdate({ state: 'done', status: 'done', updatedAt: '2026-01-01T00:01:00.000Z' }),
+        },
+        {
+          callId: 'call-2',
+          update: snapshotUpdate({
+            state: 'failed',
+            status: 'failed',
+            updatedAt: '2026-01-01T00:01:00.000Z',
+          }),
+        },
+        {
+          callId: 'call-4',
+          update: snapshotUpdate({ state: 'done', status: 'done', updatedAt: '2026-03-01T00:00:00.000Z' }),
+        },
+      ],
+      journal: [
+        { callId: 'call-1', entry: { at: '2026-01-01T00:01:00.000Z', kind: 'delivered', state: 'done' } },
+      ],
+    });
+    expect(await store.pruneFinished('2026-02-01T00:00:00.000Z', 10)).toBe(1);
+    expect(await store.getCall('call-1')).toBeUndefined();
+    expect(await store.getEvents('call-1')).toEqual([]);
+    expect(await store.getJournal('call-1')).toEqual([]);
+    for (const kept of ['call-2', 'call-3', 'call-4']) expect(await store.getCall(kept)).toBeDefined();
+    expect(await store.pruneFinished('2026-02-01T00:00:00.000Z', 10)).toBe(0);
+  });
 });
 
 describe('SQLite store trouble', () => {
