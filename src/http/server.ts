@@ -28,6 +28,8 @@ import {
   listCallsQuery,
   transcriptBody,
 } from './schemas.ts';
+import { operatorSessionOr } from './operator-session.ts';
+import { statusPage } from './status-page.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -269,7 +271,8 @@ export function buildHttpServer(options: HttpServerOptions) {
   // What operators do: the admin token when one is set, else the ingest token.
   void app.register((scope, _opts, done) => {
     scope.removeContentTypeParser('text/plain');
-    scope.addHook('onRequest', requireToken(operatorToken));
+    // The status page's session cookie (`operator-session.ts`) stands for the bearer token here.
+    scope.addHook('onRequest', operatorSessionOr(operatorToken, requireToken(operatorToken)));
 
     scope.post<{ Params: { callId: string } }>('/v1/calls/:callId/retry', async (request, reply) => {
       await api.retryCall(request.params.callId);
@@ -290,6 +293,9 @@ export function buildHttpServer(options: HttpServerOptions) {
     );
     done();
   });
+
+  // The operator's status page at `/`, its login and assets (`status-page.ts`).
+  void app.register(statusPage({ operatorToken }));
 
   return app;
 }
