@@ -40,6 +40,7 @@ import { CALL_MACHINE_VERSION } from './machines/call.machine.ts';
 import type { TranscriptItem } from './payload/call-data.ts';
 import type { CallContext, CallLimits, CallMachineInput } from './machines/call.types.ts';
 import type { TimeSource } from './machines/timer.actor.ts';
+import { DEFAULT_CALL_LIMITS } from './machines/defaults.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
 import { egressOutcomeOf } from './services/livekit-effects.ts';
 import type { LiveKitWebhook } from './services/livekit-webhook.ts';
@@ -56,6 +57,7 @@ import type {
   CallApi,
   CallListQuery,
   CallPage,
+  CallsyncStatus,
   CreateCallBody,
   DismissBody,
   CreatedCall,
@@ -66,6 +68,12 @@ import type {
 import { createCallObserver, type CallFinishedEvent, type CallObserver } from './supervisor/call-observer.ts';
 import { CALL_STATE_NAMES, callStateOf, callStatusOf, contextOf } from './supervisor/call-state.ts';
 import { CALL_LIST_PAGE_DEFAULT } from './supervisor/call-api.ts';
+import {
+  STATUS_DAY_MS,
+  STATUS_HOUR_MS,
+  STATUS_WINDOW_CALLS_MAX,
+  deliveryWindowOf,
+} from './supervisor/call-status.ts';
 import {
   callDetailViewOf,
   callViewOf,
@@ -827,6 +835,30 @@ export class Supervisor implements CallApi {
     const row = await this.#store((store) => store.getCall(callId));
     if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
     throw new ApiError('CALL_NOT_DISMISSABLE', `call ${callId} is ${row.state}, not failed`);
+  }
+
+  async status(): Promise<CallsyncStatus> {
+    this.#assertReady();
+    const now = this.#deps.time.now();
+    const targetMs = this.#deps.limits?.deliveryTargetMs ?? DEFAULT_CALL_LIMITS.deliveryTargetMs;
+    const since = (ms: number) => new Date(now - ms).toISOString();
+    // The day's calls hold the hour's: one read serves both windows.
+    const [times, callsByState, failedWaiting] = await this.#store((store) =>
+      Promise.all([
+        store.finishedSince(since(STATUS_DAY_MS), STATUS_WINDOW_CALLS_MAX),
+        store.countByState(),
+        store.countCalls('failed'),
+      ]),
+    );
+    return {
+      targetSeconds: targetMs / 1_000,
+      delivery: {
+        lastHour: deliveryWindowOf(times, now - STATUS_HOUR_MS, targetMs),
+        lastDay: deliveryWindowOf(times, now - STATUS_DAY_MS, targetMs),
+      },
+      callsByState,
+      failedWaiting,
+    };
   }
 
   /** The row as it will be once the queued snapshot is committed: reads see their own writes. */

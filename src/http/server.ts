@@ -288,6 +288,8 @@ export function buildHttpServer(options: HttpServerOptions) {
       api.getCall(request.params.callId),
     );
 
+    scope.get('/v1/status', () => api.status());
+
     scope.get('/v1/calls', async (request) =>
       api.listCalls(parse(listCallsQuery, request.query, 'INVALID_QUERY')),
     );

@@ -141,6 +141,19 @@ export interface ListCallsQuery {
   limit?: number | undefined;
 }
 
+/**
+ * The times `GET /v1/status` needs of a call that reached a final state: read out of the stored
+ * snapshot's context by the store (SQLite `json_extract`, PostgreSQL `#>>`), so a window of
+ * thousands of calls moves a few numbers per call, not their snapshots. Epoch milliseconds;
+ * null where the call has none.
+ */
+export interface FinishedCallTimes {
+  endedAtMs: number | null;
+  callDataAcknowledgedAtMs: number | null;
+  /** When the call failed (a failed call, or a dismissed one: the context keeps its failure). */
+  failedAtMs: number | null;
+}
+
 /** The state name of a failed call an operator closed (`POST /v1/calls/{id}/dismiss`). */
 export const DISMISSED_STATE = 'dismissed';
 
@@ -182,6 +195,14 @@ export interface CallStore {
   pruneFinished(before: string, limit: number): Promise<number>;
   /** How many calls have this status (the failed-calls gauge reads it at scrape time). */
   countCalls(status: CallStatus): Promise<number>;
+  /**
+   * Calls that are final (done, dismissed or failed) and were last written at or after
+   * `sinceIso` (a call's final outcome is its last write, so every call that finished in the
+   * window is among them), at most `limit`, most recently written first.
+   */
+  finishedSince(sinceIso: string, limit: number): Promise<FinishedCallTimes[]>;
+  /** How many calls are in each state (card state names, and `dismissed`). */
+  countByState(): Promise<Record<string, number>>;
   /** Calls to restore at start-up: not final, any machine version (the caller decides). */
   listActive(): Promise<CallRow[]>;
   /** Safe to call twice. */

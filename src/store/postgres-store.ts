@@ -27,6 +27,7 @@ import {
   type CallStore,
   type CommitBatch,
   type EventOutcome,
+  type FinishedCallTimes,
   type ListCallsQuery,
   type NewCall,
   type Refusal,
@@ -657,6 +658,37 @@ export class PostgresCallStore implements CallStore {
       [status],
     );
     return Number(result.rows[0]?.count ?? 0);
+  }
+
+  async finishedSince(sinceIso: string, limit: number): Promise<FinishedCallTimes[]> {
+    // The snapshot is JSON text (see the schema); `::json` parses it without jsonb's rewriting.
+    const result = await this.#query<{
+      ended_at_ms: string | null;
+      acknowledged_at_ms: string | null;
+      failed_at_ms: string | null;
+    }>(
+      'read finished calls',
+      `SELECT snapshot::json #>> '{context,end,endedAtMs}' AS ended_at_ms,
+              snapshot::json #>> '{context,callDataAcknowledgedAt}' AS acknowledged_at_ms,
+              snapshot::json #>> '{context,failure,at}' AS failed_at_ms
+       FROM ${this.#schema}.calls WHERE status IN ('done', 'failed') AND updated_at >= $1::timestamptz
+       ORDER BY updated_at DESC LIMIT $2`,
+      [sinceIso, limit],
+    );
+    const ms = (text: string | null) => (text === null ? null : Number(text));
+    return result.rows.map((row) => ({
+      endedAtMs: ms(row.ended_at_ms),
+      callDataAcknowledgedAtMs: ms(row.acknowledged_at_ms),
+      failedAtMs: ms(row.failed_at_ms),
+    }));
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const result = await this.#query<{ state: string; count: string }>(
+      'count calls by state',
+      `SELECT state, COUNT(*) AS count FROM ${this.#schema}.calls GROUP BY state`,
+    );
+    return Object.fromEntries(result.rows.map((row) => [row.state, Number(row.count)]));
   }
 
   async listActive(): Promise<CallRow[]> {

@@ -21,6 +21,7 @@ import {
   type CallStore,
   type CommitBatch,
   type EventOutcome,
+  type FinishedCallTimes,
   type ListCallsQuery,
   type NewCall,
   type Refusal,
@@ -420,6 +421,33 @@ export class SqliteCallStore implements CallStore {
 
   countCalls(status: CallStatus): Promise<number> {
     return this.#run('count calls', () => this.#require().statements.count.get(status)!.count);
+  }
+
+  finishedSince(sinceIso: string, limit: number): Promise<FinishedCallTimes[]> {
+    return this.#run('read finished calls', () =>
+      this.#require()
+        .db.prepare<[string, number], FinishedCallTimes>(
+          `SELECT json_extract(snapshot, '$.context.end.endedAtMs') AS endedAtMs,
+                  json_extract(snapshot, '$.context.callDataAcknowledgedAt') AS callDataAcknowledgedAtMs,
+                  json_extract(snapshot, '$.context.failure.at') AS failedAtMs
+           FROM calls WHERE status IN ('done', 'failed') AND updated_at >= ?
+           ORDER BY updated_at DESC LIMIT ?`,
+        )
+        .all(new Date(sinceIso).toISOString(), limit),
+    );
+  }
+
+  countByState(): Promise<Record<string, number>> {
+    return this.#run('count calls by state', () =>
+      Object.fromEntries(
+        this.#require()
+          .db.prepare<[], { state: string; count: number }>(
+            'SELECT state, COUNT(*) AS count FROM calls GROUP BY state',
+          )
+          .all()
+          .map((row) => [row.state, row.count]),
+      ),
+    );
   }
 
   listActive(): Promise<CallRow[]> {

@@ -9,7 +9,10 @@
  */
 import type { CallDirection, CallStatus, LeadRecord, TranscriptItem } from '../payload/call-data.ts';
 import type { PersonaConfig } from '../payload/persona-config.ts';
+import type { CallsyncStatus } from './call-status.ts';
 import type { CallDetailView, CallView } from './call-view.ts';
+
+export type { CallsyncStatus } from './call-status.ts';
 
 /** `POST /v1/calls`. */
 export interface CreateCallBody {
@@ -92,6 +95,8 @@ export interface CallApi {
   listCalls(query: CallListQuery): Promise<CallPage>;
   /** Closes a `failed` call as `dismissed`: it no longer waits for an operator. */
   dismissCall(callId: string, body: DismissBody): Promise<void>;
+  /** `GET /v1/status`: delivery within target over the last hour and day, calls by state. */
+  status(): Promise<CallsyncStatus>;
   handleWebhook(rawBody: string, authorization: string | undefined): Promise<void>;
   metrics(): Promise<{ contentType: string; body: string }>;
 }

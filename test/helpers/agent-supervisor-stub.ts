@@ -158,6 +158,16 @@ export async function startAgentSupervisorStub(
     listCalls: () =>
       Promise.resolve({ calls: [...calls.values()] as unknown as CallView[], nextCursor: null }),
     dismissCall: () => Promise.reject(new ApiError('CALL_NOT_DISMISSABLE', 'not in the stub')),
+    status: () =>
+      Promise.resolve({
+        targetSeconds: 30,
+        delivery: {
+          lastHour: { finished: 0, withinTarget: 0, share: null },
+          lastDay: { finished: 0, withinTarget: 0, share: null },
+        },
+        callsByState: {},
+        failedWaiting: 0,
+      }),
     handleWebhook: () => Promise.resolve(),
     metrics: () => Promise.resolve({ contentType: 'text/plain', body: '' }),
   };

@@ -32,6 +32,7 @@ function heldCallApi() {
     dismissCall: notUsed,
     getCall: notUsed,
     listCalls: notUsed,
+    status: notUsed,
     handleWebhook: notUsed,
     metrics: notUsed,
   };
