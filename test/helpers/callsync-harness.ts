@@ -29,6 +29,8 @@ export interface CallsyncHarness {
   readonly app: CallsyncApp;
   /** Its base URL; the same across restarts. */
   readonly url: string;
+  /** The environment the app was configured from (what `callsync config check` would read). */
+  readonly env: Readonly<Record<string, string>>;
   emulator: LiveKitEmulator;
   crm: CrmSandbox;
   recordingsDir: string;
@@ -107,6 +109,7 @@ export async function startCallsyncHarness(options: HarnessOptions = {}): Promis
       return app;
     },
     url,
+    env,
     emulator,
     crm,
     recordingsDir,
