@@ -265,6 +265,48 @@ describe.each([
     ).toBeUndefined();
   });
 
+  it("reads finished calls' end, acknowledgement and failure times, and counts calls by state", async () => {
+    await store.createCall(newCall());
+    await store.createCall(newCall({ callId: 'call-2', roomName: 'room-2' }));
+    await store.createCall(newCall({ callId: 'call-3', roomName: 'room-3' }));
+    await store.commit({
+      events: [],
+      snapshots: [
+        {
+          callId: 'call-1',
+          update: snapshotUpdate({
+            state: 'done',
+            status: 'done',
+            snapshot: {
+              context: { end: { endedAtMs: 1_000 }, callDataAcknowledgedAt: 4_000, failure: null },
+            },
+            updatedAt: '2026-01-01T00:10:00.000Z',
+          }),
+        },
+        {
+          callId: 'call-2',
+          update: snapshotUpdate({
+            state: 'failed',
+            status: 'failed',
+            snapshot: {
+              context: { end: { endedAtMs: 2_000 }, callDataAcknowledgedAt: null, failure: { at: 9_000 } },
+            },
+            updatedAt: '2026-01-01T00:20:00.000Z',
+          }),
+        },
+      ],
+      journal: [],
+    });
+    const finished = await store.finishedSince('2026-01-01T00:05:00.000Z', 10);
+    expect(finished).toEqual([
+      { endedAtMs: 2_000, callDataAcknowledgedAtMs: null, failedAtMs: 9_000 },
+      { endedAtMs: 1_000, callDataAcknowledgedAtMs: 4_000, failedAtMs: null },
+    ]);
+    expect(await store.finishedSince('2026-01-01T00:15:00.000Z', 10)).toHaveLength(1);
+    expect(await store.finishedSince('2026-01-01T00:05:00.000Z', 1)).toHaveLength(1);
+    expect(await store.countByState()).toEqual({ done: 1, failed: 1, recording: 1 });
+  });
+
   it('prunes calls that finished done before the cutoff, with their log and journal; failed and live calls stay', async () => {
     await store.createCall(newCall());
     await store.createCall(newCall({ callId: 'call-2', roomName: 'room-2' }));
