@@ -1054,6 +1054,7 @@ export class Supervisor implements CallApi {
       });
     }
 
+    this.#observer.settled(call);
     // A failed call waits in the store for an operator; it holds no memory meanwhile.
     if (state === 'failed') queueMicrotask(() => this.#dropFailed(call));
     if (this.#delivering.size === 0) this.#drained?.();

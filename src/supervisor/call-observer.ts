@@ -8,6 +8,17 @@
  * journal sink (the store writer's queue) and a `finished` callback (the supervisor's
  * `call:finished` event). Observing never breaks a call: an emitted event it cannot handle is
  * logged, not thrown.
+ *
+ * Journal policy (what an operator reads in `GET /v1/calls/{id}`):
+ * - an entry's `state` is the card state *after* its event: entries wait until the transition
+ *   that emitted them has settled (`settled`), so a `state_entered` row names the state entered;
+ * - each kind names one thing (`JOURNAL_KINDS`): a CRM step failing for good (`step_failed`) is
+ *   not the call failing (`call_failed`);
+ * - times are ISO-8601 everywhere, inside `detail` too (the machine's `…At` epoch milliseconds
+ *   are converted);
+ * - a call counts in `callsync_calls_finished_total` once, by its first final outcome: a failed
+ *   call that an operator re-drives and that is then delivered is not a second finish (the SLO
+ *   would count one call twice in its denominator).
  */
 import { callLogger, type CallLogScope, type Logger } from '../logging/logger.ts';
 import type { CallEmitted, CallStateName } from '../machines/call.events.ts';
@@ -54,14 +65,49 @@ export interface CallObserver {
   emitted(call: ObservedCall, event: CallEmitted, context: CallContext): void;
   /** The call's actor crashed (a machine bug); its last stored step resumes on restart. */
   crashed(call: ObservedCall, error: unknown): void;
+  /** The transition that emitted the call's pending entries has settled in `call.state`: journal them. */
+  settled(call: ObservedCall): void;
+}
+
+/** The journal kind of each emitted event: its name without the prefix, unless that is ambiguous. */
+export const JOURNAL_KINDS: Readonly<Partial<Record<CallEmitted['type'], string>>> = {
+  'upload.failed': 'step_failed',
+  'upload.succeeded': 'step_succeeded',
+  'call.failed': 'call_failed',
+};
+
+function journalKindOf(type: CallEmitted['type']): string {
+  return JOURNAL_KINDS[type] ?? type.replace(/^(call|upload)\./, '');
+}
+
+/** `detail` with the machine's epoch-millisecond times (`…At`) as ISO-8601. */
+function withIsoTimes(detail: Record<string, unknown>): Record<string, unknown> {
+  const converted: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(detail)) {
+    converted[key] =
+      /^at$|At$/.test(key) && typeof value === 'number' && Number.isFinite(value)
+        ? new Date(value).toISOString()
+        : value;
+  }
+  return converted;
 }
 
 export function createCallObserver(deps: CallObserverDeps): CallObserver {
   const { logger, metrics } = deps;
 
+  /** Entries of a transition in progress, by call: journaled once it has settled. */
+  const pending = new Map<string, { at: string; kind: string; detail: Record<string, unknown> }[]>();
   const journal = (call: ObservedCall, kind: string, detail: Record<string, unknown>): void => {
     const at = new Date(deps.time.now()).toISOString();
-    deps.journal(call.callId, { at, kind, state: call.state, detail });
+    const entries = pending.get(call.callId) ?? [];
+    entries.push({ at, kind, detail: withIsoTimes(detail) });
+    pending.set(call.callId, entries);
+  };
+  const settle = (call: ObservedCall): void => {
+    const entries = pending.get(call.callId);
+    if (!entries) return;
+    pending.delete(call.callId);
+    for (const entry of entries) deps.journal(call.callId, { ...entry, state: call.state });
   };
 
   const onEmitted = (call: ObservedCall, event: CallEmitted, context: CallContext): void => {
@@ -131,7 +177,9 @@ export function createCallObserver(deps: CallObserverDeps): CallObserver {
         );
         break;
       case 'call.delivered':
-        metrics.callFinished({ outcome: event.outcome, deliverySeconds: event.deliveryMs / 1000 });
+        if (context.retries === 0) {
+          metrics.callFinished({ outcome: event.outcome, deliverySeconds: event.deliveryMs / 1000 });
+        }
         call.log.info(
           { outcome: event.outcome, deliveryMs: event.deliveryMs, withinTarget: event.withinTarget },
           `call ${event.outcome === 'delivered' ? 'delivered' : 'delivered without a recording'}`,
@@ -139,7 +187,7 @@ export function createCallObserver(deps: CallObserverDeps): CallObserver {
         deps.finished({ callId: call.callId, outcome: event.outcome });
         break;
       case 'call.failed':
-        metrics.callFinished({ outcome: 'failed' });
+        if (context.retries === 0) metrics.callFinished({ outcome: 'failed' });
         call.log.error({ step: event.step, reason: event.reason, attempts: event.attempts }, 'call failed');
         deps.finished({ callId: call.callId, outcome: 'failed' });
         break;
@@ -150,9 +198,8 @@ export function createCallObserver(deps: CallObserverDeps): CallObserver {
         call.log.error({ source: event.source, error: event.error }, 'call effect fault');
         break;
     }
-    // The journal kind is the event's name without its prefix (`attempt_failed`, `delivered`).
     const { type, callId: _callId, ...detail } = event;
-    journal(call, type.replace(/^(call|upload)\./, ''), detail);
+    journal(call, journalKindOf(type), detail);
   };
 
   return {
@@ -195,6 +242,9 @@ export function createCallObserver(deps: CallObserverDeps): CallObserver {
     crashed(call, error) {
       call.log.error({ err: error }, 'call actor crashed; its last stored step will resume on restart');
       journal(call, 'actor_error', { error: toErrorInfo(error) });
+      settle(call);
     },
+
+    settled: settle,
   };
 }

@@ -34,6 +34,8 @@ export interface CallView {
   startedAt: string | null;
   endedAt: string | null;
   endReason: EndReason | null;
+  /** The agent's own words for the end (`POST /end`'s `reason`), when it gave any. */
+  endDetail: string | null;
   /** How the wait for the egress ended. */
   egress: EgressSettlement | null;
   recording: DeliveredRecording | null;
@@ -94,6 +96,7 @@ export function callViewOf(row: CallRow, live?: LiveCallView): CallView {
     startedAt: context?.call.startedAt ?? null,
     endedAt: context?.end?.endedAt ?? null,
     endReason: context?.end?.reason ?? null,
+    endDetail: context?.end?.detail ?? null,
     egress: context?.egress.settlement ?? null,
     recording: context?.recording ?? null,
     recordingAcknowledgedAt: isoOf(context?.recordingAcknowledgedAt),
@@ -111,7 +114,7 @@ export function callViewOf(row: CallRow, live?: LiveCallView): CallView {
 
 /**
  * CRM attempts per step and the last attempt's error, from the journal's `attempt_failed` and
- * `succeeded` entries (their `detail` is the machine's emitted event).
+ * `step_succeeded` entries (their `detail` is the machine's emitted event).
  */
 export function deliveryHistoryOf(journal: readonly StoredJournalEntry[]): {
   attempts: DeliveryAttempts;
@@ -125,7 +128,8 @@ export function deliveryHistoryOf(journal: readonly StoredJournalEntry[]): {
     if (entry.kind === 'attempt_failed') {
       attempts[step] += 1;
       lastError = (entry.detail?.error as ErrorInfo | undefined) ?? lastError;
-    } else if (entry.kind === 'succeeded') {
+    } else if (entry.kind === 'step_succeeded' || entry.kind === 'succeeded') {
+      // `succeeded`: journals written before the kinds were told apart.
       attempts[step] += 1;
     }
   }

@@ -250,7 +250,7 @@ describe('callsync killed with SIGKILL and started again', () => {
         // The backoff survived the kill: the second attempt, after the restart, was the one stored.
         expect(journal.filter((entry) => entry.detail?.step === 'call-data')).toMatchObject([
           { kind: 'attempt_failed', detail: { attempt: 1, error: { status: 503 } } },
-          { kind: 'succeeded', detail: { attempts: 2 } },
+          { kind: 'step_succeeded', detail: { attempts: 2 } },
         ]);
       }
     }

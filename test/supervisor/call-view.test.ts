@@ -133,6 +133,7 @@ describe('callViewOf', () => {
       startedAt: '2025-10-29T10:00:00.000Z',
       endedAt: '2025-10-29T10:01:00.000Z',
       endReason: 'agent_end',
+      endDetail: null,
       egress: {
         status: 'complete',
         file: { filename: 'room-1.ogg', location: '/recordings/room-1.ogg' },
@@ -166,6 +167,7 @@ describe('callViewOf', () => {
       'startedAt',
       'endedAt',
       'endReason',
+      'endDetail',
       'egress',
       'recording',
       'recordingAcknowledgedAt',
@@ -199,6 +201,7 @@ describe('callViewOf', () => {
       egressId: 'EG_1',
       endedAt: null,
       endReason: null,
+      endDetail: null,
       egress: null,
       recording: null,
       recordingAcknowledgedAt: null,
@@ -256,6 +259,7 @@ describe('callViewOf', () => {
       startedAt: null,
       endedAt: null,
       endReason: null,
+      endDetail: null,
       egress: null,
       recording: null,
       recordingAcknowledgedAt: null,
@@ -321,6 +325,15 @@ describe('callDetailViewOf', () => {
     // `attempts` and `lastError` keep their places; the journal comes after everything else.
     const keys = Object.keys(detail);
     expect(keys.slice(-5)).toEqual(['attempts', 'lastError', 'retries', 'owner', 'journal']);
+  });
+
+  it("keeps the agent's own words for the end beside the machine's end reason", () => {
+    const ended = deliveredContext();
+    const context = { ...ended, end: { ...ended.end!, detail: 'agent said goodbye' } };
+    expect(callViewOf(rowOf(stored(context)))).toMatchObject({
+      endReason: 'agent_end',
+      endDetail: 'agent said goodbye',
+    });
   });
 
   it('names the instance driving the call in a fleet', () => {
