@@ -148,10 +148,15 @@ describe('the callsync/agent package', () => {
         'dist/agent/index.js',
         'dist/agent/index.d.ts',
         'dist/main.js',
+        // The operator's command line (`npx callsync` after install): its shim and what it runs.
+        'bin/callsync.js',
+        'dist/cli/main.js',
       ]),
     );
     const outside = packedFiles.filter(
-      (path) => !['package.json', 'README.md', 'LICENSE'].includes(path) && !path.startsWith('dist/'),
+      (path) =>
+        !['package.json', 'README.md', 'LICENSE', 'bin/callsync.js'].includes(path) &&
+        !path.startsWith('dist/'),
     );
     expect(outside).toEqual([]);
     expect(
