@@ -20,13 +20,12 @@
  *   the agents' client sends again what a reporter would (api-client.ts, `retry`).
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import pg from 'pg';
 import pino from 'pino';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logging/logger.ts';
 import type { CrmSandbox } from '../sandbox/crm/index.ts';
+import { freePort } from '../sandbox/free-port.ts';
 import type { LiveKitEmulator } from '../sandbox/livekit/index.ts';
 import { describeStorage } from '../services/storage/index.ts';
 import { createCallsyncClient, type CallsyncClient } from './api-client.ts';
@@ -129,18 +128,6 @@ export interface DemoFleet extends DemoTarget {
   logs(): string;
   /** Stops the supervisors (SIGTERM, SIGKILL after a grace), the proxy, drops the schema, closes the rest. */
   close(options: { removeFiles: boolean }): Promise<void>;
-}
-
-/** A TCP port on 127.0.0.1 that nothing listens on right now: the kernel's pick, released at once. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return address.port;
 }
 
 function withoutPassword(url: string): string {

@@ -52,7 +52,8 @@ export interface SupervisorProcessOptions {
   onLine?: ((line: LogLine, process: SupervisorProcess) => void) | undefined;
 }
 
-function baseEnv(): Record<string, string> {
+/** What a child process needs of this one's environment to find node and its modules, and no more. */
+export function childBaseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of ['PATH', 'HOME', 'TMPDIR'] as const) {
     const value = process.env[name];
@@ -64,7 +65,7 @@ function baseEnv(): Record<string, string> {
 export function startSupervisorProcess(options: SupervisorProcessOptions): SupervisorProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: REPO_ROOT,
-    env: { ...baseEnv(), ...options.env, CALLSYNC_PORT: String(options.port) },
+    env: { ...childBaseEnv(), ...options.env, CALLSYNC_PORT: String(options.port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   if (child.pid === undefined) throw new Error(`could not start supervisor ${options.instanceId}`);

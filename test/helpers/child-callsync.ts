@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
+import { childBaseEnv } from '../../src/demo/supervisor-process.ts';
 import { callsyncApi, type ApiAnswer } from './callsync-api.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -72,15 +73,6 @@ export interface ChildCallsync {
   poll(path: string, match: (answer: ApiAnswer) => boolean, timeoutMs?: number): Promise<ApiAnswer>;
 }
 
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'TMPDIR'] as const) {
-    const value = process.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
-}
-
 function parseLines(text: string): Record<string, unknown>[] {
   const lines: Record<string, unknown>[] = [];
   for (const line of text.split('\n')) {
@@ -97,7 +89,7 @@ function parseLines(text: string): Record<string, unknown>[] {
 export function spawnCallsync(options: ChildCallsyncOptions): ChildCallsync {
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: REPO_ROOT,
-    env: { ...baseEnv(), ...options.env },
+    env: { ...childBaseEnv(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const url = `http://127.0.0.1:${options.env.CALLSYNC_PORT ?? '8080'}`;

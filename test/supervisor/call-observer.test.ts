@@ -41,6 +41,18 @@ beforeEach(() => {
 
 const context = (retries: number) => ({ retries, recording: null }) as unknown as CallContext;
 
+/** The machine's `call.delivered`, `deliveryMs` after an end at T0. */
+const delivered = (deliveryMs: number) =>
+  ({
+    type: 'call.delivered',
+    callId: 'CALL-1',
+    outcome: 'delivered',
+    endedAt: new Date(T0).toISOString(),
+    acknowledgedAt: T0 + deliveryMs,
+    deliveryMs,
+    withinTarget: deliveryMs <= 30_000,
+  }) as const;
+
 async function finishedTotal(outcome: string): Promise<number> {
   const metric = await registry.getSingleMetric('callsync_calls_finished_total')?.get();
   return metric?.values.find((value) => value.labels.outcome === outcome)?.value ?? 0;
@@ -110,37 +122,13 @@ describe('call observer: callsync_calls_finished_total', () => {
       context(0),
     );
     expect(await finishedTotal('failed')).toBe(1);
-    observer.emitted(
-      call,
-      {
-        type: 'call.delivered',
-        callId: 'CALL-1',
-        outcome: 'delivered',
-        endedAt: new Date(T0).toISOString(),
-        acknowledgedAt: T0 + 60_000,
-        deliveryMs: 60_000,
-        withinTarget: false,
-      },
-      context(1),
-    );
+    observer.emitted(call, delivered(60_000), context(1));
     expect(await finishedTotal('failed')).toBe(1);
     expect(await finishedTotal('delivered')).toBe(0);
   });
 
   it('counts a call delivered the first time', async () => {
-    observer.emitted(
-      call,
-      {
-        type: 'call.delivered',
-        callId: 'CALL-1',
-        outcome: 'delivered',
-        endedAt: new Date(T0).toISOString(),
-        acknowledgedAt: T0 + 2_000,
-        deliveryMs: 2_000,
-        withinTarget: true,
-      },
-      context(0),
-    );
+    observer.emitted(call, delivered(2_000), context(0));
     expect(await finishedTotal('delivered')).toBe(1);
   });
 });
