@@ -51,8 +51,11 @@ export const DEMO_USAGE = `usage: npm run demo -- [--calls N] [--storage local|s
   --keep-running   leave the LiveKit emulator, the CRM sandbox and callsync up after the
                    summary, until Ctrl-C, to curl the printed URLs or scrape /metrics
   DEMO_POSTGRES_URL  PostgreSQL for --fleet (default ${POSTGRES_URL_DEFAULT})
-  LOG_LEVEL        callsync's log level on stderr (default warn; with --fleet the supervisors'
-                   log lines at that level, none when unset, all of them shown on a failure)
+  LOG_LEVEL        callsync's log level (default warn). Its log goes to callsync.log in the
+                   run's temp dir, kept (and named at the end) when the run fails or with
+                   --keep-running; on stderr only its errors, or every line when LOG_LEVEL is
+                   set. With --fleet the supervisors' log lines at that level on stderr, none
+                   when unset, all of them shown on a failure
 `;
 
 function storageKind(raw: string): DemoStorageKind {

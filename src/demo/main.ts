@@ -6,9 +6,13 @@
  * PostgreSQL behind a proxy and kills one in the middle (fleet.ts, fleet-demo.ts); it also exits
  * 1 if an Idempotency-Key was accepted twice or the kill's calls were not taken over. With
  * `--keep-running` the services stay up after the summary until Ctrl-C. Ctrl-C (or SIGTERM) at
- * any point closes everything; a second one leaves at once. callsync's logs go to stderr (level
- * `warn`, `LOG_LEVEL` overrides; a fleet's supervisors' lines only at `LOG_LEVEL`, and all of
- * them after a failure), the progress lines and the summary to stdout.
+ * any point closes everything; a second one leaves at once. callsync's logs go to a file in the
+ * run's temp dir (level `warn`, `LOG_LEVEL` overrides), so the warnings for the faults the demo
+ * injects on purpose do not print before the summary: only lines at `error` and above are echoed
+ * to stderr, or every line when `LOG_LEVEL` is set. The temp dir, and with it the log, is kept
+ * when the run fails or with `--keep-running`, and its last line says where. A fleet's
+ * supervisors' lines go to stderr only at `LOG_LEVEL`, and all of them after a failure. The
+ * progress lines and the summary go to stdout.
  */
 import { ConfigError } from '../config.ts';
 import { DEMO_USAGE, DemoArgsError, parseDemoArgs, type DemoArgs } from './args.ts';
@@ -38,6 +42,8 @@ if (args.help) {
 }
 
 let services: DemoServices | DemoFleet | undefined;
+/** callsync's log file, in-process: named at the end when it is kept. */
+let logFile: string | undefined;
 let fleet: DemoFleet | undefined;
 /** A fleet being started: Ctrl-C aborts it, and the exit waits until it has closed what it started. */
 let fleetStarting: Promise<DemoFleet> | undefined;
@@ -47,11 +53,14 @@ let stopping = false;
 const interrupted = new AbortController();
 
 async function shutDown(code: number): Promise<never> {
-  const removeFiles = !args.keepRunning;
+  // A failed run keeps its files, callsync's log among them, to look into.
+  const removeFiles = !args.keepRunning && (code === 0 || code === EXIT_INTERRUPTED);
   if (services === undefined) await fleetStarting?.catch(() => undefined);
   await services?.close({ removeFiles });
-  if (!removeFiles && services)
+  if (!removeFiles && services) {
     say(`kept ${services.dir} (store, recordings, CRM files); delete it when done`);
+    if (logFile !== undefined) say(`callsync's log: ${logFile}`);
+  }
   process.exit(code);
 }
 
@@ -68,8 +77,14 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
 async function runInProcess(): Promise<number> {
-  const started = await startDemoServices({ logLevel: process.env.LOG_LEVEL, storage: args.storage });
+  const logLevel = process.env.LOG_LEVEL?.trim() ? process.env.LOG_LEVEL : undefined;
+  const started = await startDemoServices({
+    logLevel,
+    logFile: { echo: logLevel === undefined ? 'problems' : 'all' },
+    storage: args.storage,
+  });
   services = started;
+  logFile = started.logFile;
   say(
     `callsync ${started.urls.app} · LiveKit emulator ${started.urls.liveKit} · CRM sandbox ${started.urls.crm}` +
       (started.urls.s3 ? ` · S3 (s3rver) ${started.urls.s3}` : ''),
@@ -81,6 +96,7 @@ async function runInProcess(): Promise<number> {
     signal: interrupted.signal,
   });
   process.stdout.write(formatSummary(summary, { keepRunning: args.keepRunning, dir: started.dir }));
+  if (args.keepRunning && logFile !== undefined) say(`  callsync's log: ${logFile}`);
   return summary.ok ? 0 : 1;
 }
 

@@ -252,7 +252,43 @@ export interface DemoServicesOptions {
   logLevel?: string | undefined;
   /** Where log lines go; stderr by default, keeping stdout for the summary. */
   logDestination?: DestinationStream | undefined;
+  /**
+   * Write callsync's log lines to `<dir>/callsync.log` (`logFile`) instead, and echo to stderr
+   * only those at `error` and above, or every one with `echo: 'all'`. `npm run demo` uses it so
+   * the warnings for the faults it injects on purpose do not print before its summary.
+   */
+  logFile?: { echo: 'problems' | 'all' } | undefined;
   departureTimeoutMs?: number | undefined;
+}
+
+/** The log file `logFile` writes, in the services' temp dir. */
+export const DEMO_LOG_FILE_NAME = 'callsync.log';
+
+/** A pino line's level (callsync writes its label) at `error` or above. */
+function isProblemLine(line: string): boolean {
+  try {
+    const { level } = JSON.parse(line) as { level?: unknown };
+    const value = typeof level === 'number' ? level : pino.levels.values[String(level)];
+    return value === undefined || value >= (pino.levels.values.error ?? 50);
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Every line to `path`; to stderr too when `echo` is `all`, or when it is an error. Both
+ * synchronous, so nothing is lost at `process.exit`; the file stays open until the process exits
+ * (a line logged while closing must still have somewhere to go).
+ */
+function fileLogDestination(path: string, echo: 'problems' | 'all'): DestinationStream {
+  const file = pino.destination({ dest: path, sync: true });
+  const stderr = pino.destination({ dest: 2, sync: true });
+  return {
+    write(line: string) {
+      file.write(line);
+      if (echo === 'all' || isProblemLine(line)) stderr.write(line);
+    },
+  };
 }
 
 export interface DemoServices {
@@ -267,6 +303,8 @@ export interface DemoServices {
   /** The temp dir holding the store, the recordings and the CRM's files. */
   dir: string;
   storePath: string;
+  /** callsync's log lines, with the `logFile` option: `<dir>/callsync.log`. */
+  logFile: string | undefined;
   /** The egress host's local disk: shared with callsync in `local` mode, unused with `s3`. */
   recordingsDir: string;
   storage: {
@@ -293,6 +331,7 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
   });
   const { dir, emulator, crm } = sandboxes;
   const storePath = join(dir, 'callsync.db');
+  const logFile = options.logFile === undefined ? undefined : join(dir, DEMO_LOG_FILE_NAME);
   let app: CallsyncApp | undefined;
   let logger: Logger | undefined;
 
@@ -320,7 +359,10 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
     });
     const log = createLogger({
       level: config.logLevel,
-      destination: options.logDestination ?? pino.destination({ dest: 2, sync: true }),
+      destination:
+        logFile !== undefined
+          ? fileLogDestination(logFile, options.logFile?.echo ?? 'problems')
+          : (options.logDestination ?? pino.destination({ dest: 2, sync: true })),
     });
     logger = log;
     sandboxes.logEmulatorErrors(log);
@@ -341,6 +383,7 @@ export async function startDemoServices(options: DemoServicesOptions = {}): Prom
       urls: { app: appUrl, ...sandboxes.urls },
       dir,
       storePath,
+      logFile,
       recordingsDir: sandboxes.recordingsDir,
       storage: {
         kind: sandboxes.storageKind,
