@@ -347,13 +347,18 @@ export class Supervisor implements CallApi {
     const call = this.#attach(row, this.#restoreActor(row, events));
     for (const stored of events) {
       const logged = stored.event as LoggedEvent;
+      // In the snapshot already.
+      if (stored.seq <= row.appliedSeq) {
+        if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
+        continue;
+      }
+      // Logged, never decided on (the owner stopped first; on SQLite only refusals are
+      // recorded): decide now, as it arrives.
       if (stored.seq > row.handledSeq) {
-        // Logged, never decided on (the owner stopped first): decide now, as it arrives.
         this.#decide(call, stored.seq, logged, true);
         continue;
       }
       if (logged.webhookId !== undefined) this.#rememberWebhook(logged.webhookId);
-      if (stored.seq <= row.appliedSeq) continue;
       if (stored.refusal) call.appliedSeq = stored.seq;
       else this.#apply(call, stored.seq, logged.event);
     }
