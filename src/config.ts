@@ -3,7 +3,7 @@
  *
  * Policy: a bad value stops start-up before anything listens, with one line that names the
  * variable and what was wrong (`ConfigError`); secrets are never echoed in that line. The
- * variables and defaults are those of the public contract (shared/api-contract.md); the ones
+ * variables and defaults are those of the README's environment table; the ones
  * marked "tuning" are ours, with defaults sized for the 30-second delivery target.
  */
 import { readFileSync } from 'node:fs';

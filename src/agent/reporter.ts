@@ -1,6 +1,6 @@
 /**
  * The reporter: tells the callsync supervisor what happens in one call, as it happens, over the
- * HTTP API of shared/api-contract.md (`POST /v1/calls`, then `/transcript`, `/leads`, `/end`).
+ * HTTP API the README documents ("HTTP API") (`POST /v1/calls`, then `/transcript`, `/leads`, `/end`).
  *
  * Policy, and why:
  * - It never blocks or throws into the conversation. Every method returns at once; requests go

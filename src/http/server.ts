@@ -1,5 +1,5 @@
 /**
- * The HTTP API of shared/api-contract.md, on fastify. Builds the app and opens no port (the
+ * The HTTP API the README documents ("HTTP API"), on fastify. Builds the app and opens no port (the
  * caller listens), so tests drive it with `app.inject()` or a real socket alike.
  *
  * Policies:

@@ -1,5 +1,5 @@
 /**
- * The metrics dashboards and alerts outside this repo read (api-contract.md, "Metrics"): each
+ * The metrics dashboards and alerts outside this repo read (the README's Monitoring section): each
  * must be registered by `createMetrics()` under its exact name, type and label names, with the
  * label values the contract lists. The operator metrics the dashboard and rules read are held
  * to the same standard. A rename, a retype or a relabel fails here.
@@ -16,7 +16,7 @@ interface Expected {
   labels: string[];
 }
 
-/** api-contract.md, "Metrics", verbatim. */
+/** The public metric names, types and labels, as the README's Monitoring section lists them. */
 const CONTRACT: Expected[] = [
   { name: 'callsync_delivery_duration_seconds', type: 'histogram', labels: ['outcome'] },
   { name: 'callsync_calls_finished_total', type: 'counter', labels: ['outcome'] },
