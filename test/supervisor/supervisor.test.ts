@@ -1,0 +1,160 @@
+/**
+ * The supervisor through its dependency interface: the real call machine with fake effects
+ * (`test/machines/harness.ts`), an in-memory SQLite store, a stand-in webhook verifier and a
+ * simulated clock. What the issue asks of it: the drain timeout, webhook routing (and the room
+ * sid check), skipping calls stored by another machine version, and a store that cannot take
+ * a write.
+ */
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { SimulatedClock } from 'xstate';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createCallLogic } from '../../src/machines/call.actors.ts';
+import { createMetrics } from '../../src/metrics/metrics.ts';
+import { createMetricsRecorder } from '../../src/metrics/metrics.recorder.ts';
+import type { LiveKitWebhook } from '../../src/services/livekit-webhook.ts';
+import { StoreUnavailableError, type CallStore } from '../../src/store/call-store.ts';
+import { SqliteCallStore } from '../../src/store/sqlite-store.ts';
+import { Supervisor } from '../../src/supervisor.ts';
+import { FakeEffects, REFERENCE_TIMESTAMP, flush } from '../machines/harness.ts';
+
+const CONFIG = { campaigns: [{ _id: 'camp-1', client: 'client-1', voiceAgents: [{ _id: 'va-1' }] }] };
+
+let supervisors: Supervisor[] = [];
+afterEach(async () => {
+  for (const supervisor of supervisors) await supervisor.close();
+  supervisors = [];
+});
+
+/** A store whose writes fail while `failing` is set, as a store that went away does. */
+function flakyStore(store: CallStore): { store: CallStore; fail(failing: boolean): void } {
+  let failing = false;
+  const away = () => Promise.reject(new StoreUnavailableError('disk full'));
+  const flaky = new Proxy(store, {
+    get(target, property) {
+      if (failing && (property === 'commit' || property === 'check')) return away;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return { store: flaky, fail: (next) => (failing = next) };
+}
+
+function start(options: { store?: CallStore } = {}) {
+  const clock = new SimulatedClock();
+  clock.set(REFERENCE_TIMESTAMP);
+  const effects = new FakeEffects();
+  const registry = new Registry();
+  const store = options.store ?? new SqliteCallStore(':memory:');
+  const supervisor = new Supervisor({
+    store,
+    logic: createCallLogic({ liveKit: effects.liveKit, crm: effects.crm, time: clock }),
+    // The webhook's body is the verified event itself: routing is what is under test here.
+    webhooks: { verify: (raw) => Promise.resolve(JSON.parse(raw) as LiveKitWebhook) },
+    logger: pino({ level: 'silent' }),
+    metrics: createMetricsRecorder(createMetrics({ registry, processMetrics: false })),
+    renderMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    time: clock,
+  });
+  supervisors.push(supervisor);
+  return { clock, effects, registry, store, supervisor };
+}
+
+const roomFinished = (room: string, roomSid: string | null, id = `EV_${room}`): string =>
+  JSON.stringify({ id, event: 'room_finished', createdAt: 0, roomName: room, roomSid, egress: null });
+
+describe('supervisor', () => {
+  it('drains calls that ended for at most its timeout, and at once when nothing is delivering', async () => {
+    const { clock, supervisor } = start();
+    await supervisor.start();
+    const { callId } = await supervisor.createCall({
+      roomName: 'room-1',
+      callerNumber: '+15550100',
+      config: CONFIG,
+    });
+    await supervisor.endCall(callId, {});
+    let drained = false;
+    const draining = supervisor.drain(5_000).then(() => (drained = true));
+    clock.increment(4_999);
+    await flush();
+    expect(drained).toBe(false); // the call still waits for its egress and the CRM
+    clock.increment(1);
+    await draining;
+    expect(drained).toBe(true);
+
+    const idle = start().supervisor;
+    await idle.start();
+    await idle.drain(5_000); // nothing delivering: no time needs to pass
+  });
+
+  it("routes room_finished by room name, and ignores one from an earlier room's sid", async () => {
+    const { effects, supervisor } = start();
+    await supervisor.start();
+    const { callId } = await supervisor.createCall({
+      roomName: 'room-1',
+      callerNumber: '+15550100',
+      config: CONFIG,
+    });
+    await flush();
+    effects.take('startEgress').resolve({ egressId: 'EG_1', roomSid: 'RM_now' });
+    await flush();
+
+    await supervisor.handleWebhook(roomFinished('room-1', 'RM_earlier'), 'jwt');
+    expect((await supervisor.getCall(callId)).endedAt).toBeNull();
+    await supervisor.handleWebhook(roomFinished('room-other', 'RM_x'), 'jwt');
+    expect((await supervisor.getCall(callId)).endedAt).toBeNull();
+    await supervisor.handleWebhook(roomFinished('room-1', 'RM_now'), 'jwt');
+    expect((await supervisor.getCall(callId)).endReason).toBe('room_finished');
+  });
+
+  it('leaves alone a call stored by another machine version, and says so in its metrics', async () => {
+    const store = new SqliteCallStore(':memory:');
+    await store.open();
+    await store.createCall({
+      callId: 'CALL-old',
+      roomName: 'room-old',
+      machineVersion: '0',
+      state: 'recording',
+      snapshot: { value: 'recording', context: {} },
+      createdAt: new Date(REFERENCE_TIMESTAMP).toISOString(),
+    });
+    const { supervisor, registry } = start({ store });
+    await supervisor.start();
+    expect(supervisor.isDriving('CALL-old')).toBe(false);
+    const restored = await registry.getSingleMetric('callsync_calls_restored_total')?.get();
+    expect(restored?.values.find((value) => value.labels.result === 'skipped')?.value).toBe(1);
+  });
+
+  it('answers STORE_UNAVAILABLE for an event the store cannot take, and takes it once the store is back', async () => {
+    const flaky = flakyStore(new SqliteCallStore(':memory:'));
+    const { clock, supervisor } = start({ store: flaky.store });
+    await supervisor.start();
+    const { callId } = await supervisor.createCall({
+      roomName: 'room-1',
+      callerNumber: '+15550100',
+      config: CONFIG,
+    });
+    const item = {
+      id: 'm1',
+      role: 'user' as const,
+      content: 'hello',
+      timestamp: new Date(REFERENCE_TIMESTAMP).toISOString(),
+    };
+
+    flaky.fail(true);
+    await expect(supervisor.addTranscript(callId, { items: [item] })).rejects.toMatchObject({
+      code: 'STORE_UNAVAILABLE',
+      retryable: true,
+    });
+    expect(supervisor.storeStatus()).toMatchObject({ ok: false });
+    expect((await supervisor.getCall(callId)).transcriptItems).toBe(0); // nothing was applied
+
+    flaky.fail(false);
+    clock.increment(100); // the writer's first retry probes the store
+    await flush();
+    await flush();
+    expect(supervisor.storeStatus()).toEqual({ ok: true });
+    await supervisor.addTranscript(callId, { items: [item] });
+    expect((await supervisor.getCall(callId)).transcriptItems).toBe(1);
+  });
+});
