@@ -182,3 +182,58 @@ describe('a recording never holds back the call data', () => {
     );
   });
 });
+
+describe('a call for a room LiveKit does not know', () => {
+  it('is refused an egress as LiveKit refuses it (not_found), and the journal says why there is no recording', async () => {
+    h = await startCallsyncHarness();
+    // No startLiveKitCall: the emulator has no such room, as when the agent reports a wrong name.
+    const room = 'room-livekit-never-had';
+    expect(h.emulator.getRoom(room)).toBeUndefined();
+
+    const callId = await h.createCall(room, { startedAt: at(0) });
+    expect((await h.api('POST', `/v1/calls/${callId}/transcript`, { items: ITEMS })).status).toBe(202);
+    expect((await h.api('POST', `/v1/calls/${callId}/leads`, LEAD)).status).toBe(202);
+    expect(
+      (await h.api('POST', `/v1/calls/${callId}/end`, { endedAt: at(8), status: 'completed' })).status,
+    ).toBe(202);
+
+    const { document } = await h.crm.waitForCallData(callId, { timeoutMs: 30_000 });
+    expect(document.callDetails).toMatchObject({
+      recordingUrl: null,
+      recordingDuration: null,
+      recordingSize: null,
+    });
+    expect(document.transcription.conversation_items.map((item) => item.content)).toEqual(
+      ITEMS.map((item) => item.content),
+    );
+    expect(document.lead).toMatchObject({ leadId: LEAD.leadId });
+    expect(document.transcription.metadata).toMatchObject({
+      room_name: room,
+      egress_id: null,
+      recording_missing_reason: 'egress_not_started',
+    });
+    expect(h.crm.received().uploads).toHaveLength(0);
+    expect(h.emulator.listEgress({ roomName: room })).toEqual([]);
+
+    const call = await h.api('GET', `/v1/calls/${callId}`);
+    expect(call.body).toMatchObject({ state: 'done', outcome: 'partial' });
+    const journal = call.body.journal as {
+      kind: string;
+      detail?: { reason?: string; error?: { code?: string; message?: string; retryable?: boolean } | null };
+    }[];
+    expect(
+      journal.filter((entry) => entry.kind === 'recording_missing').map((entry) => entry.detail?.reason),
+    ).toEqual(['egress_not_started']);
+    // The error LiveKit answered is kept: code, message, and that it is not worth retrying.
+    const startFailures = journal.filter((entry) => entry.kind === 'egress_start_failed');
+    expect(startFailures).toHaveLength(1);
+    expect(startFailures[0]!.detail?.error).toMatchObject({
+      code: 'LIVEKIT_NOT_FOUND',
+      retryable: false,
+      message: expect.stringContaining('requested room does not exist') as string,
+    });
+    expect(await h.app.registry.getSingleMetricAsString('callsync_recordings_missing_total')).toContain(
+      'callsync_recordings_missing_total{reason="egress_not_started"} 1',
+    );
+  });
+});

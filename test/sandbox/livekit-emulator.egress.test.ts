@@ -320,6 +320,17 @@ describe('LiveKit emulator: egress via EgressClient', () => {
     });
   });
 
+  it('answers the same once the room has closed: LiveKit forgets a finished room', async () => {
+    const lk = await harness();
+    lk.emulator.startSipCall({ room: 'call-finished', callerNumber: TEST_CALLER });
+    expect(lk.emulator.closeRoom({ room: 'call-finished' })).toBe(true);
+    expect(await serverErrorOf(startRecording(lk, 'call-finished'))).toMatchObject({
+      status: 404,
+      code: 'not_found',
+      message: 'requested room does not exist',
+    });
+  });
+
   it('answers 400 invalid_argument for audio_only with video_only, and for a filepath outside the recordings', async () => {
     const lk = await harness();
     lk.emulator.startSipCall({ room: 'call-invalid', callerNumber: TEST_CALLER });
