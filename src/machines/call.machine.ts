@@ -1141,7 +1141,8 @@ export const callMachine = setup({
                   return {
                     reason:
                       settlement === null ? 'egress_not_started' : missingReasonOfSettlement(settlement),
-                    error: null,
+                    // An egress that never started: why the last StartEgress attempt failed.
+                    error: context.egress.id === null ? context.egress.lastError : null,
                     at: settlement?.at ?? context.createdAt,
                   };
                 },

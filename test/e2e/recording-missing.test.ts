@@ -221,9 +221,10 @@ describe('a call for a room LiveKit does not know', () => {
       kind: string;
       detail?: { reason?: string; error?: { code?: string; message?: string; retryable?: boolean } | null };
     }[];
-    expect(
-      journal.filter((entry) => entry.kind === 'recording_missing').map((entry) => entry.detail?.reason),
-    ).toEqual(['egress_not_started']);
+    const missing = journal.filter((entry) => entry.kind === 'recording_missing');
+    expect(missing.map((entry) => entry.detail?.reason)).toEqual(['egress_not_started']);
+    // The journal says why there is no recording: LiveKit's answer to the start.
+    expect(missing[0]!.detail?.error).toMatchObject({ code: 'LIVEKIT_NOT_FOUND' });
     // The error LiveKit answered is kept: code, message, and that it is not worth retrying.
     const startFailures = journal.filter((entry) => entry.kind === 'egress_start_failed');
     expect(startFailures).toHaveLength(1);
