@@ -9,12 +9,15 @@ export function renderStatus(status: CallsyncStatus): string {
     name,
     percent(w.share),
     `${w.withinTarget} of ${w.finished}`,
+    w.latencySeconds === null
+      ? '—'
+      : `${w.latencySeconds.p50} / ${w.latencySeconds.p95} / ${w.latencySeconds.p99} s`,
   ];
   const states = Object.entries(status.callsByState).sort(([a], [b]) => a.localeCompare(b));
   return [
     `Delivered within ${status.targetSeconds} s of call end`,
     table(
-      ['WINDOW', 'SHARE', 'CALLS'],
+      ['WINDOW', 'SHARE', 'CALLS', 'P50 / P95 / P99'],
       [window('last hour', status.delivery.lastHour), window('last day', status.delivery.lastDay)],
     ),
     '',

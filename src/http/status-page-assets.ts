@@ -228,7 +228,9 @@ export const STATUS_PAGE_JS = String.raw`
         detail.textContent = 'no call finished';
       } else {
         share.textContent = (Math.floor(window_.share * 1000) / 10) + ' %';
-        detail.textContent = window_.withinTarget + ' of ' + window_.finished + ' within ' + status.targetSeconds + ' s';
+        var latency = window_.latencySeconds;
+        detail.textContent = window_.withinTarget + ' of ' + window_.finished + ' within ' + status.targetSeconds + ' s' +
+          (latency ? ' · end → CRM p50 ' + latency.p50 + ' s, p95 ' + latency.p95 + ' s, p99 ' + latency.p99 + ' s' : '');
       }
     });
     $('failed-waiting').textContent = String(status.failedWaiting);

@@ -15,6 +15,17 @@ export interface DeliveryWindow {
   withinTarget: number;
   /** `withinTarget / finished`; null when nothing finished. */
   share: number | null;
+  /**
+   * Call end → CRM acknowledged the call data, over the calls delivered (or partial) in the
+   * window, in seconds (nearest rank); null when none was.
+   */
+  latencySeconds: { p50: number; p95: number; p99: number } | null;
+}
+
+/** The nearest-rank percentile `p` (0–100) of ascending `sorted`. */
+function percentileOf(sorted: readonly number[], p: number): number {
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(sorted.length, rank) - 1] ?? 0;
 }
 
 /** The shape the status page and the CLI read: change it only with both. */
@@ -42,10 +53,12 @@ export function deliveryWindowOf(
 ): DeliveryWindow {
   let finished = 0;
   let withinTarget = 0;
+  const latenciesMs: number[] = [];
   for (const call of times) {
     if (call.callDataAcknowledgedAtMs !== null) {
       if (call.callDataAcknowledgedAtMs < sinceMs) continue;
       finished += 1;
+      if (call.endedAtMs !== null) latenciesMs.push(call.callDataAcknowledgedAtMs - call.endedAtMs);
       if (call.endedAtMs !== null && call.callDataAcknowledgedAtMs - call.endedAtMs <= targetMs) {
         withinTarget += 1;
       }
@@ -53,5 +66,13 @@ export function deliveryWindowOf(
       finished += 1;
     }
   }
-  return { finished, withinTarget, share: finished === 0 ? null : withinTarget / finished };
+  latenciesMs.sort((a, b) => a - b);
+  const seconds = (p: number) => percentileOf(latenciesMs, p) / 1000;
+  return {
+    finished,
+    withinTarget,
+    share: finished === 0 ? null : withinTarget / finished,
+    latencySeconds:
+      latenciesMs.length === 0 ? null : { p50: seconds(50), p95: seconds(95), p99: seconds(99) },
+  };
 }

@@ -30,13 +30,28 @@ it('answers the share within target over the last hour and day, calls by state a
 
   const status = await callsyncApi(h.url, 'GET', '/v1/status', undefined, { token: ADMIN_TOKEN });
   expect(status.status).toBe(200);
-  const oneOfTwo = { finished: 2, withinTarget: 1, share: 0.5 };
+  const oneOfTwo = {
+    finished: 2,
+    withinTarget: 1,
+    share: 0.5,
+    latencySeconds: {
+      p50: expect.any(Number) as number,
+      p95: expect.any(Number) as number,
+      p99: expect.any(Number) as number,
+    },
+  };
   expect(status.body).toEqual({
     targetSeconds: 30,
     delivery: { lastHour: oneOfTwo, lastDay: oneOfTwo },
     callsByState: { done: 1, failed: 1 },
     failedWaiting: 1,
   });
+
+  // One delivery: every percentile is its end → CRM time, within the target.
+  const latency = (status.body.delivery as { lastHour: { latencySeconds: { p50: number; p99: number } } })
+    .lastHour.latencySeconds;
+  expect(latency.p50).toBe(latency.p99);
+  expect(latency.p99).toBeLessThanOrEqual(30);
 
   // An operator route: the admin token, not the ingest token.
   expect((await h.api('GET', '/v1/status')).status).toBe(401);

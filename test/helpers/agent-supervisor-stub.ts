@@ -162,8 +162,8 @@ export async function startAgentSupervisorStub(
       Promise.resolve({
         targetSeconds: 30,
         delivery: {
-          lastHour: { finished: 0, withinTarget: 0, share: null },
-          lastDay: { finished: 0, withinTarget: 0, share: null },
+          lastHour: { finished: 0, withinTarget: 0, share: null, latencySeconds: null },
+          lastDay: { finished: 0, withinTarget: 0, share: null, latencySeconds: null },
         },
         callsByState: {},
         failedWaiting: 0,

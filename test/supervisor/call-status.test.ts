@@ -18,7 +18,13 @@ describe('deliveryWindowOf', () => {
       SINCE_MS,
       TARGET_MS,
     );
-    expect(window).toEqual({ finished: 3, withinTarget: 1, share: 1 / 3 });
+    expect(window).toEqual({
+      finished: 3,
+      withinTarget: 1,
+      share: 1 / 3,
+      // 30, 30.001 and 60 s: nearest rank
+      latencySeconds: { p50: 30.001, p95: 60, p99: 60 },
+    });
   });
 
   it('counts a failure in the window as finished and never within target; nothing finished is share null', () => {
@@ -31,7 +37,25 @@ describe('deliveryWindowOf', () => {
         SINCE_MS,
         TARGET_MS,
       ),
-    ).toEqual({ finished: 1, withinTarget: 0, share: 0 });
-    expect(deliveryWindowOf([], SINCE_MS, TARGET_MS)).toEqual({ finished: 0, withinTarget: 0, share: null });
+    ).toEqual({ finished: 1, withinTarget: 0, share: 0, latencySeconds: null });
+    expect(deliveryWindowOf([], SINCE_MS, TARGET_MS)).toEqual({
+      finished: 0,
+      withinTarget: 0,
+      share: null,
+      latencySeconds: null,
+    });
+  });
+
+  it('gives end → CRM percentiles by nearest rank over the deliveries', () => {
+    const times = Array.from({ length: 100 }, (_, index) => ({
+      endedAtMs: SINCE_MS,
+      callDataAcknowledgedAtMs: SINCE_MS + (index + 1) * 1_000,
+      failedAtMs: null,
+    }));
+    expect(deliveryWindowOf(times, SINCE_MS, TARGET_MS).latencySeconds).toEqual({
+      p50: 50,
+      p95: 95,
+      p99: 99,
+    });
   });
 });
