@@ -1,0 +1,63 @@
+/** The side-by-side bench's flags; every size is a flag so a quick run is possible. */
+import { parseArgs } from 'node:util';
+
+export const USAGE = `npm run bench:side-by-side -- [options]
+  --calls <n,n,…>       burst sizes, calls ended together (default 300,1000)
+  --fault-calls <n>     calls of the faulted workload; 0 skips it (default 300)
+  --fault-percent <p>   share of CRM requests failing transiently there (default 30)
+  --seed <n>            call plan and fault script seed (default 1)
+  --log-level <level>   callsync's LOG_LEVEL (default info, as npm start)
+  --max-cpu-ratio <x>   exit 1 when callsync's CPU per delivered call exceeds x × the baseline's
+                        in any workload (default: never fail)
+  --help`;
+
+export interface BenchArgs {
+  burstSizes: number[];
+  faultCalls: number;
+  faultPercent: number;
+  seed: number;
+  logLevel: string;
+  maxCpuRatio: number | null;
+}
+
+function count(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${flag}: not a whole number: ${text}`);
+  return value;
+}
+
+/** Parses `argv`; null when `--help` was asked for. Throws with the flag's name on a bad value. */
+export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      calls: { type: 'string', default: '300,1000' },
+      'fault-calls': { type: 'string', default: '300' },
+      'fault-percent': { type: 'string', default: '30' },
+      seed: { type: 'string', default: '1' },
+      'log-level': { type: 'string', default: 'info' },
+      'max-cpu-ratio': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return null;
+  const faultPercent = Number(values['fault-percent']);
+  if (!(faultPercent >= 0 && faultPercent <= 100)) {
+    throw new Error(`--fault-percent: not between 0 and 100: ${values['fault-percent']}`);
+  }
+  const maxCpuRatio = values['max-cpu-ratio'] === undefined ? null : Number(values['max-cpu-ratio']);
+  if (maxCpuRatio !== null && !(maxCpuRatio > 0)) {
+    throw new Error(`--max-cpu-ratio: not a positive number: ${values['max-cpu-ratio']}`);
+  }
+  return {
+    burstSizes: values.calls
+      .split(',')
+      .filter((part) => part.trim() !== '')
+      .map((part) => count('--calls', part.trim())),
+    faultCalls: count('--fault-calls', values['fault-calls']),
+    faultPercent,
+    seed: count('--seed', values.seed),
+    logLevel: values['log-level'],
+    maxCpuRatio,
+  };
+}

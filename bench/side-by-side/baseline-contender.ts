@@ -1,0 +1,82 @@
+/**
+ * The straight-line baseline (bench/baseline/) as its own process, started with tsx (it is
+ * bench code, not compiled; its start-up is outside the measured window). The agent's side
+ * posts the call's start and, at the end, the transcript it kept in memory.
+ */
+import { freePort } from '../../src/sandbox/free-port.ts';
+import { startChildProcess } from './child-process.ts';
+import { BENCH_PERSONA_CONFIG, type Contender } from './contender.ts';
+import type { BenchCall } from './plan.ts';
+import type { LoopDelay } from './stats.ts';
+import { CRM_API_KEY, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, type BenchSandboxes } from './sandboxes.ts';
+
+const READY_TIMEOUT_MS = 30_000;
+
+export async function startBaselineContender(sandboxes: BenchSandboxes): Promise<Contender> {
+  const port = await freePort();
+  const child = startChildProcess(['--import', 'tsx', 'bench/baseline/main.ts'], {
+    LIVEKIT_URL: sandboxes.liveKitUrl,
+    LIVEKIT_API_KEY,
+    LIVEKIT_API_SECRET,
+    CRM_BASE_URL: sandboxes.crmUrl,
+    CRM_API_KEY,
+    BASELINE_PORT: String(port),
+  });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await child.waitReady(`${url}/healthz`, READY_TIMEOUT_MS);
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+
+  async function post(path: string, body: unknown, expected: number): Promise<void> {
+    const answer = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const text = await answer.text();
+    if (answer.status !== expected) throw new Error(`baseline ${path} answered ${answer.status}: ${text}`);
+  }
+
+  return {
+    name: 'baseline',
+    pid: child.pid,
+    startCall: (call, startedAtMs) =>
+      post(
+        '/calls',
+        {
+          roomName: call.roomName,
+          callerNumber: call.callerNumber,
+          startedAt: new Date(startedAtMs).toISOString(),
+          config: BENCH_PERSONA_CONFIG,
+        },
+        201,
+      ),
+    // The agent keeps the conversation in its own memory: nothing to send until the end.
+    reportTurns: () => Promise.resolve(),
+    endCall: (call, startedAtMs, endedAtMs) =>
+      post(
+        '/calls/end',
+        {
+          roomName: call.roomName,
+          endedAt: new Date(endedAtMs).toISOString(),
+          status: 'completed',
+          transcript: call.turns.map((turn) => ({
+            role: turn.role,
+            content: turn.content,
+            timestamp: new Date(startedAtMs + turn.offsetMs).toISOString(),
+            transcriptConfidence: turn.transcriptConfidence,
+          })),
+        },
+        202,
+      ),
+    crmCallIdOf: (call: BenchCall) => call.roomName,
+    async eventLoopDelay() {
+      const answer = await fetch(`${url}/event-loop`);
+      return (await answer.json()) as LoopDelay;
+    },
+    close: () => child.stop(),
+  };
+}

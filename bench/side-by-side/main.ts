@@ -1,0 +1,58 @@
+/**
+ * `npm run bench:side-by-side`: callsync (its compiled supervisor, `node dist/main.js`, as
+ * `npm start` runs it) against the straight-line baseline of the design note's flow
+ * (bench/baseline/), each as its own process, against the same LiveKit emulator and CRM sandbox
+ * setup in this process, driven by the same call plan; prints one table with both and their
+ * ratios. Run `npm run build` first. See args.ts for the flags (for example `--calls 100
+ * --fault-calls 0` for a quick run). Issue 15 item 1.
+ */
+import { parseBenchArgs, USAGE } from './args.ts';
+import { startBaselineContender } from './baseline-contender.ts';
+import { startCallsyncContender } from './callsync-contender.ts';
+import { planBenchCalls } from './plan.ts';
+import { runOnce, type WorkloadSpec } from './run-once.ts';
+import { cpuRatio, formatTable, type WorkloadResult } from './table.ts';
+
+const args = parseBenchArgs(process.argv.slice(2));
+if (args === null) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const workloads: { title: string; spec: WorkloadSpec }[] = [
+  ...args.burstSizes.map((calls) => ({
+    title: `${calls} calls ended together`,
+    spec: { calls: planBenchCalls(calls, args.seed), crmFaultPercent: 0, seed: args.seed },
+  })),
+  ...(args.faultCalls > 0
+    ? [
+        {
+          title: `${args.faultCalls} calls, ${args.faultPercent} % of CRM requests fail transiently`,
+          spec: {
+            calls: planBenchCalls(args.faultCalls, args.seed),
+            crmFaultPercent: args.faultPercent,
+            seed: args.seed,
+          },
+        },
+      ]
+    : []),
+];
+
+const results: WorkloadResult[] = [];
+for (const { title, spec } of workloads) {
+  process.stderr.write(`${title}: callsync …\n`);
+  const callsync = await runOnce(spec, (sandboxes) => startCallsyncContender(sandboxes, args));
+  process.stderr.write(`${title}: baseline …\n`);
+  const baseline = await runOnce(spec, startBaselineContender);
+  results.push({ title, callsync, baseline });
+}
+
+console.log(formatTable(results));
+
+if (args.maxCpuRatio !== null) {
+  const over = results.filter((result) => (cpuRatio(result) ?? Infinity) > (args.maxCpuRatio ?? Infinity));
+  for (const result of over) {
+    console.error(`${result.title}: CPU per delivered call ratio above ${args.maxCpuRatio}`);
+  }
+  if (over.length > 0) process.exitCode = 1;
+}
