@@ -5,6 +5,7 @@ export const USAGE = `npm run bench:side-by-side -- [options]
   --calls <n,n,…>       burst sizes, calls ended together (default 300,1000)
   --fault-calls <n>     calls of the faulted workload; 0 skips it (default 300)
   --fault-percent <p>   share of CRM requests failing transiently there (default 30)
+  --rounds <n>          interleaved rounds per workload; figures are medians (default 1)
   --seed <n>            call plan and fault script seed (default 1)
   --log-level <level>   callsync's LOG_LEVEL (default info, as npm start)
   --max-cpu-ratio <x>   exit 1 when callsync's CPU per delivered call exceeds x × the baseline's
@@ -15,6 +16,7 @@ export interface BenchArgs {
   burstSizes: number[];
   faultCalls: number;
   faultPercent: number;
+  rounds: number;
   seed: number;
   logLevel: string;
   maxCpuRatio: number | null;
@@ -34,6 +36,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       calls: { type: 'string', default: '300,1000' },
       'fault-calls': { type: 'string', default: '300' },
       'fault-percent': { type: 'string', default: '30' },
+      rounds: { type: 'string', default: '1' },
       seed: { type: 'string', default: '1' },
       'log-level': { type: 'string', default: 'info' },
       'max-cpu-ratio': { type: 'string' },
@@ -56,6 +59,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       .map((part) => count('--calls', part.trim())),
     faultCalls: count('--fault-calls', values['fault-calls']),
     faultPercent,
+    rounds: Math.max(1, count('--rounds', values.rounds)),
     seed: count('--seed', values.seed),
     logLevel: values['log-level'],
     maxCpuRatio,

@@ -40,11 +40,15 @@ const workloads: { title: string; spec: WorkloadSpec }[] = [
 
 const results: WorkloadResult[] = [];
 for (const { title, spec } of workloads) {
-  process.stderr.write(`${title}: callsync …\n`);
-  const callsync = await runOnce(spec, (sandboxes) => startCallsyncContender(sandboxes, args));
-  process.stderr.write(`${title}: baseline …\n`);
-  const baseline = await runOnce(spec, startBaselineContender);
-  results.push({ title, callsync, baseline });
+  const result: WorkloadResult = { title, callsync: [], baseline: [] };
+  // Interleaved, so a machine that gets busier or quieter during the run weighs on both alike.
+  for (let round = 1; round <= args.rounds; round++) {
+    process.stderr.write(`${title}, round ${round}/${args.rounds}: callsync …\n`);
+    result.callsync.push(await runOnce(spec, (sandboxes) => startCallsyncContender(sandboxes, args)));
+    process.stderr.write(`${title}, round ${round}/${args.rounds}: baseline …\n`);
+    result.baseline.push(await runOnce(spec, startBaselineContender));
+  }
+  results.push(result);
 }
 
 console.log(formatTable(results));

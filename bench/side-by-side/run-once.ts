@@ -50,6 +50,15 @@ export interface RunResult {
   loopDelay: LoopDelay;
   /** Requests the CRM saw on `/upload` and `/call-data`, faulted ones included. */
   crmRequests: number;
+  /** CPU time of this process (the emulator and the CRM sandbox) over the same window as `cpuMs`. */
+  sandboxesCpuMs: number;
+}
+
+const US_PER_MS = 1_000;
+
+function ownCpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / US_PER_MS;
 }
 
 /** Resolves once the room's egress has gone past STARTING. */
@@ -126,6 +135,7 @@ export async function runOnce(
     contender = await startContender(sandboxes);
     const running = contender;
     const cpuAtStartMs = cpuTimeMs(running.pid);
+    const ownCpuAtStartMs = ownCpuMs();
     const startedAtMs = await runPooled(
       spec.calls,
       { concurrency: SETUP_CONCURRENCY, staggerMs: 0 },
@@ -149,6 +159,7 @@ export async function runOnce(
     );
     const { arrivals, requests } = await crmArrivals(sandboxes, new Set(endedAtMs.keys()));
     const cpuAtEndMs = cpuTimeMs(running.pid);
+    const ownCpuAtEndMs = ownCpuMs();
     await delay(SETTLE_MS);
     const loopDelay = await running.eventLoopDelay();
     const addedLatencyMs: number[] = [];
@@ -172,6 +183,7 @@ export async function runOnce(
       peakRssMiB: peakRssMiB(running.pid),
       loopDelay,
       crmRequests: requests,
+      sandboxesCpuMs: ownCpuAtEndMs - ownCpuAtStartMs,
     };
   } finally {
     await contender?.close();

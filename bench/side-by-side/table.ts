@@ -4,10 +4,11 @@ import { percentile } from './stats.ts';
 
 const MS_PER_SECOND = 1_000;
 
+/** A workload's runs, one per round for each contender. */
 export interface WorkloadResult {
   title: string;
-  callsync: RunResult;
-  baseline: RunResult;
+  callsync: RunResult[];
+  baseline: RunResult[];
 }
 
 interface Figure {
@@ -17,6 +18,8 @@ interface Figure {
   digits: number;
   /** Shown instead of values (a count out of a total): no ratio. */
   text?(run: RunResult): string;
+  /** Context rather than a comparison: no ratio. */
+  noRatio?: boolean;
 }
 
 const seconds = (ms: number | null) => (ms === null ? null : ms / MS_PER_SECOND);
@@ -42,6 +45,7 @@ export const FIGURES: readonly Figure[] = [
   { name: '  of which burst → CRM (ms)', values: (run) => [perDelivered(run.burstCpuMs, run)], digits: 1 },
   { name: 'peak RSS (MiB)', values: (run) => [run.peakRssMiB], digits: 0 },
   {
+    // Node's histogram records each 10 ms sampling interval whole: an idle loop shows about 10.
     name: 'event-loop delay p50 / p99 / max (ms)',
     values: (run) => [run.loopDelay.p50Ms, run.loopDelay.p99Ms, run.loopDelay.maxMs],
     digits: 1,
@@ -51,16 +55,43 @@ export const FIGURES: readonly Figure[] = [
     values: (run) => [perDelivered(run.crmRequests, run)],
     digits: 2,
   },
+  {
+    name: 'bench process (emulator + CRM) CPU (s)',
+    values: (run) => [seconds(run.sandboxesCpuMs)],
+    digits: 1,
+    noRatio: true,
+  },
 ];
+
+function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** Each of the figure's values, the median over the rounds (rounds where it is missing left out). */
+function medians(figure: Figure, runs: readonly RunResult[]): (number | null)[] {
+  const perRound = runs.map((run) => figure.values(run));
+  const width = Math.max(0, ...perRound.map((values) => values.length));
+  return Array.from({ length: width }, (_, index) =>
+    median(perRound.map((values) => values[index]).filter((value) => value !== null && value !== undefined)),
+  );
+}
+
+/** A count out of a total per round, rounds joined by ", ". */
+function texts(figure: Figure, runs: readonly RunResult[]): string {
+  return runs.map((run) => figure.text?.(run) ?? '').join(', ');
+}
 
 function show(values: readonly (number | null)[], digits: number): string {
   return values.map((value) => (value === null ? '–' : value.toFixed(digits))).join(' / ');
 }
 
 function ratios(figure: Figure, result: WorkloadResult): string {
-  if (figure.text) return '';
-  const ours = figure.values(result.callsync);
-  const theirs = figure.values(result.baseline);
+  if (figure.text || figure.noRatio) return '';
+  const ours = medians(figure, result.callsync);
+  const theirs = medians(figure, result.baseline);
   return ours
     .map((value, index) => {
       const other = theirs[index];
@@ -71,15 +102,15 @@ function ratios(figure: Figure, result: WorkloadResult): string {
     .join(' / ');
 }
 
-/** The table as a Markdown pipe table (readable as text too). */
+/** The table as a Markdown pipe table (readable as text too); with several rounds, medians. */
 export function formatTable(results: readonly WorkloadResult[]): string {
   const rows: string[][] = [
     ['workload', 'figure', 'callsync', 'straight-line baseline', 'ratio callsync / baseline'],
   ];
   for (const result of results) {
     FIGURES.forEach((figure, index) => {
-      const cell = (run: RunResult) =>
-        figure.text ? figure.text(run) : show(figure.values(run), figure.digits);
+      const cell = (runs: readonly RunResult[]) =>
+        figure.text ? texts(figure, runs) : show(medians(figure, runs), figure.digits);
       rows.push([
         index === 0 ? result.title : '',
         figure.name,
@@ -97,9 +128,13 @@ export function formatTable(results: readonly WorkloadResult[]): string {
   );
 }
 
-/** callsync's CPU per delivered call over the baseline's; null when either delivered nothing. */
+const CPU_FIGURE: Figure = { name: 'cpu', values: (run) => [perDelivered(run.cpuMs, run)], digits: 1 };
+
+/** callsync's median CPU per delivered call over the baseline's; null when either delivered nothing. */
 export function cpuRatio(result: WorkloadResult): number | null {
-  const ours = perDelivered(result.callsync.cpuMs, result.callsync);
-  const theirs = perDelivered(result.baseline.cpuMs, result.baseline);
-  return ours === null || theirs === null || theirs === 0 ? null : ours / theirs;
+  const [ours] = medians(CPU_FIGURE, result.callsync);
+  const [theirs] = medians(CPU_FIGURE, result.baseline);
+  return ours === null || ours === undefined || theirs === null || theirs === undefined || theirs === 0
+    ? null
+    : ours / theirs;
 }
