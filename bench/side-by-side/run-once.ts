@@ -37,6 +37,8 @@ export interface RunResult {
   contender: ContenderName;
   calls: number;
   delivered: number;
+  /** Delivered with a recording URL (not partial). */
+  withRecording: number;
   /** CRM has the call data − egress COMPLETE, per delivered call, in ms. */
   addedLatencyMs: number[];
   /** CRM has the call data − the agent's end, per delivered call, in ms. */
@@ -104,9 +106,11 @@ async function crmArrivals(sandboxes: BenchSandboxes, callIds: ReadonlySet<strin
     await delay(CRM_POLL_INTERVAL_MS);
     const received = sandboxes.crm.received();
     const arrivals = new Map<string, number>();
+    let withRecording = 0;
     for (const entry of received.callData) {
       if (callIds.has(entry.callId) && !arrivals.has(entry.callId)) {
         arrivals.set(entry.callId, Date.parse(entry.receivedAt));
+        if (entry.document.callDetails.recordingUrl !== null) withRecording += 1;
       }
     }
     const requests = received.requests.upload + received.requests['call-data'];
@@ -120,7 +124,7 @@ async function crmArrivals(sandboxes: BenchSandboxes, callIds: ReadonlySet<strin
       now - lastChangeMs > CRM_QUIET_MS ||
       now - startedMs > RUN_TIMEOUT_MS
     ) {
-      return { arrivals, requests };
+      return { arrivals, requests, withRecording };
     }
   }
 }
@@ -157,7 +161,7 @@ export async function runOnce(
         sandboxes.emulator.hangUp({ room: call.roomName });
       }),
     );
-    const { arrivals, requests } = await crmArrivals(sandboxes, new Set(endedAtMs.keys()));
+    const { arrivals, requests, withRecording } = await crmArrivals(sandboxes, new Set(endedAtMs.keys()));
     const cpuAtEndMs = cpuTimeMs(running.pid);
     const ownCpuAtEndMs = ownCpuMs();
     await delay(SETTLE_MS);
@@ -176,6 +180,7 @@ export async function runOnce(
       contender: running.name,
       calls: spec.calls.length,
       delivered: arrivals.size,
+      withRecording,
       addedLatencyMs,
       endToCrmMs,
       cpuMs: cpuAtEndMs - cpuAtStartMs,

@@ -27,10 +27,10 @@ const perDelivered = (value: number, run: RunResult) => (run.delivered === 0 ? n
 
 export const FIGURES: readonly Figure[] = [
   {
-    name: 'delivered / calls',
+    name: 'delivered (with recording) / calls',
     values: () => [],
     digits: 0,
-    text: (run) => `${run.delivered} / ${run.calls}`,
+    text: (run) => `${run.delivered} (${run.withRecording}) / ${run.calls}`,
   },
   {
     name: 'added latency p50 / p99 (s)',
