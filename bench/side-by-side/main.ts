@@ -13,6 +13,18 @@ import { planBenchCalls } from './plan.ts';
 import { runOnce, type WorkloadSpec } from './run-once.ts';
 import { cpuRatio, formatTable, type WorkloadResult } from './table.ts';
 
+// The sandboxes run in this process: a peer resetting a connection under one of their sockets
+// (a contender under load) must not end the whole bench. Said on stderr; anything else ends it.
+const SOCKET_RESET_CODES = new Set(['ECONNRESET', 'EPIPE']);
+process.on('uncaughtException', (error: NodeJS.ErrnoException) => {
+  if (error.code !== undefined && SOCKET_RESET_CODES.has(error.code)) {
+    process.stderr.write(`bench: a sandbox connection failed (${error.code}); carrying on\n`);
+    return;
+  }
+  process.stderr.write(`${error.stack ?? String(error)}\n`);
+  process.exit(1);
+});
+
 const args = parseBenchArgs(process.argv.slice(2));
 if (args === null) {
   console.log(USAGE);
@@ -49,6 +61,8 @@ for (const { title, spec } of workloads) {
     result.baseline.push(await runOnce(spec, startBaselineContender));
   }
   results.push(result);
+  // The table so far after each workload, so a run cut short still shows what it measured.
+  if (results.length < workloads.length) process.stderr.write(`${formatTable(results)}\n`);
 }
 
 console.log(formatTable(results));
