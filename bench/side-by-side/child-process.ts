@@ -34,7 +34,15 @@ export function startChildProcess(args: readonly string[], env: Record<string, s
   if (pid === undefined) throw new Error(`could not start node ${args.join(' ')}`);
   let tail = '';
   let exited = false;
-  const closed = once(child, 'close').then(() => (exited = true));
+  let stopping = false;
+  const closed = once(child, 'close').then(([code, signal]) => {
+    exited = true;
+    if (!stopping) {
+      process.stderr.write(
+        `bench: node ${args.join(' ')} exited unexpectedly (${String(code ?? signal)}); its output: ${tail}\n`,
+      );
+    }
+  });
   const keep = (chunk: string) => (tail = (tail + chunk).slice(-OUTPUT_TAIL_CHARS));
   child.stdout.setEncoding('utf8').on('data', keep);
   child.stderr.setEncoding('utf8').on('data', keep);
@@ -59,6 +67,7 @@ export function startChildProcess(args: readonly string[], env: Record<string, s
     },
     async stop() {
       if (exited) return;
+      stopping = true;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
       await closed;

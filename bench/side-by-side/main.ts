@@ -25,6 +25,15 @@ process.on('uncaughtException', (error: NodeJS.ErrnoException) => {
   process.exit(1);
 });
 
+// The loop emptying before the table is printed means a wait lost its last handle: say so.
+process.on('beforeExit', () => {
+  if (process.exitCode === undefined && !printed) {
+    process.stderr.write('bench: the event loop emptied before the table was printed\n');
+    process.exitCode = 1;
+  }
+});
+let printed = false;
+
 const args = parseBenchArgs(process.argv.slice(2));
 if (args === null) {
   console.log(USAGE);
@@ -66,6 +75,7 @@ for (const { title, spec } of workloads) {
 }
 
 console.log(formatTable(results));
+printed = true;
 
 if (args.maxCpuRatio !== null) {
   const over = results.filter((result) => (cpuRatio(result) ?? Infinity) > (args.maxCpuRatio ?? Infinity));

@@ -145,6 +145,7 @@ export async function runOnce(
       { concurrency: SETUP_CONCURRENCY, staggerMs: 0 },
       (call) => setUpCall(sandboxes, running, call),
     );
+    process.stderr.write(`  ${running.name}: ${spec.calls.length} calls set up; ending them all\n`);
     if (spec.crmFaultPercent > 0) {
       // Room for every retry: each call makes at most a handful of requests per route.
       sandboxes.injectTransientFaults(spec.crmFaultPercent, spec.calls.length * 4, spec.seed);
@@ -161,6 +162,7 @@ export async function runOnce(
         sandboxes.emulator.hangUp({ room: call.roomName });
       }),
     );
+    process.stderr.write(`  ${running.name}: every end accepted; waiting for the CRM\n`);
     const { arrivals, requests, withRecording } = await crmArrivals(sandboxes, new Set(endedAtMs.keys()));
     const cpuAtEndMs = cpuTimeMs(running.pid);
     const ownCpuAtEndMs = ownCpuMs();
