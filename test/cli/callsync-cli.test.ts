@@ -167,7 +167,7 @@ describe('callsync calls', () => {
     const table = await cli(['status'], { built: true });
     expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(
-      /^Delivered within 30 s of call end\nWINDOW\s+SHARE\s+CALLS\nlast hour\s+[\d.]+ %\s+\d+ of \d+/,
+      /^Delivered within 30 s of call end\nWINDOW\s+SHARE\s+CALLS\s+P50 \/ P95 \/ P99\nlast hour\s+[\d.]+ %\s+\d+ of \d+\s+[\d.]+ \/ [\d.]+ \/ [\d.]+ s/,
     );
     expect(table.stdout).toMatch(/dismissed\s+1/);
     expect(table.stdout).toContain('Failed calls waiting for an operator: 0');
