@@ -22,8 +22,8 @@ export interface DeliveryWindow {
   latencySeconds: { p50: number; p95: number; p99: number } | null;
 }
 
-/** The nearest-rank percentile `p` (0–100) of ascending `sorted`. */
-function percentileOf(sorted: readonly number[], p: number): number {
+/** The nearest-rank percentile `p` (0–100) of ascending `sorted` (0 when it is empty). */
+export function percentileOf(sorted: readonly number[], p: number): number {
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[Math.min(sorted.length, rank) - 1] ?? 0;
 }
