@@ -24,7 +24,7 @@ import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { EgressStatus } from 'livekit-server-sdk';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CrmFault } from '../../src/sandbox/crm/index.ts';
 import type { CrmSandboxEndpoint } from '../../src/sandbox/crm/types.ts';
 import { CHILD_WAIT_MS } from '../helpers/child-callsync.ts';
@@ -79,6 +79,25 @@ function activeRows(storeUrl: string): number {
     return db
       .prepare<[], { count: number }>(`SELECT COUNT(*) AS count FROM calls WHERE status = 'active'`)
       .get()!.count;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * The kinds of the call's journal entries that are committed to the SQLite store (read directly,
+ * beside the running supervisor: WAL lets a reader in). `GET /v1/calls/{id}` also shows entries
+ * still queued for the next group commit, which a kill loses together with the snapshot.
+ */
+function storedJournalKinds(storeUrl: string, callId: string, step: string): string[] {
+  const db = new Database(storeUrl.replace(/^sqlite:/, ''), { readonly: true });
+  try {
+    return db
+      .prepare<[string, string], { kind: string }>(
+        `SELECT kind FROM call_journal WHERE call_id = ? AND json_extract(detail, '$.step') = ? ORDER BY seq`,
+      )
+      .all(callId, step)
+      .map((row) => row.kind);
   } finally {
     db.close();
   }
@@ -200,13 +219,14 @@ describe('callsync killed with SIGKILL and started again', () => {
     const refusedBefore = crm.received().requests['call-data'];
     await Promise.all(callsOf(rooms.D).map((call) => p!.endCall(call)));
     await crm.waitForRequests('call-data', refusedBefore + rooms.D.length, WAIT);
-    // The 503 reached each call (not just the CRM): the process is killed mid-backoff.
-    await Promise.all(
-      callsOf(rooms.D).map((call) =>
-        p!.child.poll(`/v1/calls/${call.callId}`, ({ body }) =>
-          journalOf(body).some((entry) => entry.kind === 'attempt_failed'),
-        ),
-      ),
+    // The 503 reached each call (not just the CRM) and is committed with the call's snapshot:
+    // the process is killed mid-backoff, and the backoff must outlive it.
+    await vi.waitFor(
+      () => {
+        for (const call of callsOf(rooms.D))
+          expect(storedJournalKinds(p!.storeUrl, call.callId, 'call-data')).toContain('attempt_failed');
+      },
+      { timeout: CHILD_WAIT_MS, interval: 50 },
     );
     await killAndRestart(6);
     await deliveredAll(callsOf(rooms.D));
