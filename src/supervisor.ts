@@ -38,7 +38,12 @@ import type { CallLogic } from './machines/call.actors.ts';
 import type { CallExternalEvent, CallStateName } from './machines/call.events.ts';
 import { CALL_MACHINE_VERSION } from './machines/call.machine.ts';
 import type { TranscriptItem } from './payload/call-data.ts';
-import type { CallContext, CallLimits, CallMachineInput } from './machines/call.types.ts';
+import {
+  NO_DELIVERY_ATTEMPTS,
+  type CallContext,
+  type CallLimits,
+  type CallMachineInput,
+} from './machines/call.types.ts';
 import type { TimeSource } from './machines/timer.actor.ts';
 import { DEFAULT_CALL_LIMITS } from './machines/defaults.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
@@ -965,9 +970,14 @@ export class Supervisor implements CallApi {
         transcript = mergeTranscript(transcript, logged.items);
       }
     }
+    // Snapshots stored before the machine counted CRM attempts (`attempts`) start at none.
+    const attempts = { ...NO_DELIVERY_ATTEMPTS, ...stored.context.attempts };
     // XState's types still ask for `input` when restoring a snapshot (statelyai/xstate#4915).
     return createActor(this.#deps.logic, {
-      snapshot: { ...stored, context: { ...stored.context, transcript } } as unknown as Snapshot<unknown>,
+      snapshot: {
+        ...stored,
+        context: { ...stored.context, transcript, attempts },
+      } as unknown as Snapshot<unknown>,
       input: undefined,
       id: row.callId,
     });

@@ -40,13 +40,13 @@ export async function fetchCalls(client: ApiClient, options: ListOptions): Promi
 
 function callsTable(calls: readonly CallView[]): string {
   return table(
-    ['CALL', 'STATE', 'CREATED', 'ENDED', 'ATTEMPTS', 'LAST ERROR'],
+    ['CALL', 'STATE', 'CREATED', 'ENDED', 'ATTEMPTS(REC/DATA)', 'LAST ERROR'],
     calls.map((call) => [
       call.callId,
       call.state,
       shortTime(call.createdAt),
       shortTime(call.endedAt),
-      String(call.attempts),
+      `${call.attempts.recording}/${call.attempts['call-data']}`,
       call.lastError ? `${call.lastError.code}: ${call.lastError.message}`.slice(0, 60) : '',
     ]),
   );

@@ -75,11 +75,14 @@ import {
   failureOf,
   idempotencyKeyOf,
   isFinalEgressStatus,
+  NO_DELIVERY_ATTEMPTS,
   type CallContext,
   type CallEnd,
   type CallMachineInput,
   type CallOutput,
   type CheckEgressInput,
+  type DeliveryAttempts,
+  type DeliveryProgress,
   type DeliveryStep,
   type EgressOutcome,
   type EgressSettlement,
@@ -338,10 +341,16 @@ function initialContext(input: CallMachineInput): CallContext {
     recordingAcknowledgedAt: null,
     callDataAcknowledgedAt: null,
     delivery: null,
+    attempts: { ...NO_DELIVERY_ATTEMPTS },
     failure: null,
     outcome: null,
     retries: 0,
   };
+}
+
+/** The call's attempts with one more finished attempt of `step`. */
+function withAttempt(context: CallContext, step: DeliveryStep): DeliveryAttempts {
+  return { ...context.attempts, [step]: context.attempts[step] + 1 };
 }
 
 function egressRef(context: CallContext): StopEgressInput & CheckEgressInput {
@@ -466,6 +475,22 @@ const recordingGaveUp = (error: (args: MapperArgs) => ErrorInfo) =>
     },
   }) as const;
 
+/** A step's output when its last attempt failed: that attempt, counted and journaled. */
+const lastAttemptParams = ({ event }: MapperArgs) => {
+  const { output } = event as DoneActorEvent<UploadOutput>;
+  return {
+    step: output.step,
+    attempt: output.attempts,
+    error: output.status === 'failed' ? output.error : unknownError,
+    at: output.at,
+  };
+};
+
+const recordingGaveUpAfterAttempts = recordingGaveUp(({ event }) => {
+  const { output } = event as DoneActorEvent<UploadOutput>;
+  return output.status === 'failed' ? output.error : unknownError;
+});
+
 const recordingStepOutcome = {
   onDone: [
     {
@@ -473,10 +498,13 @@ const recordingStepOutcome = {
       target: '#call.active.preparingData',
       actions: { type: 'deliveryAcknowledged', params: uploadOutputParams },
     },
-    recordingGaveUp(({ event }) => {
-      const { output } = event as DoneActorEvent<UploadOutput>;
-      return output.status === 'failed' ? output.error : unknownError;
-    }),
+    {
+      ...recordingGaveUpAfterAttempts,
+      actions: [
+        { type: 'lastAttemptFailed', params: lastAttemptParams },
+        recordingGaveUpAfterAttempts.actions,
+      ],
+    },
   ],
   onError: recordingGaveUp(({ event }) => toErrorInfo((event as ErrorActorEvent).error)),
 } as const;
@@ -502,19 +530,21 @@ const deliveryInvoke = (id: string, step: DeliveryStep, next: '#call.active.prep
       },
       {
         target: '#call.failed',
-        actions: {
-          type: 'deliveryFailed',
-          params: ({ event }: MapperArgs) => {
-            const { output } = event as DoneActorEvent<UploadOutput>;
-            return {
-              step,
-              error: output.status === 'failed' ? output.error : unknownError,
-              attempts: output.attempts,
-              at: output.at,
-              lastAttemptFailed: true,
-            };
+        actions: [
+          { type: 'lastAttemptFailed', params: lastAttemptParams },
+          {
+            type: 'deliveryFailed',
+            params: ({ event }: MapperArgs) => {
+              const { output } = event as DoneActorEvent<UploadOutput>;
+              return {
+                step,
+                error: output.status === 'failed' ? output.error : unknownError,
+                attempts: output.attempts,
+                at: output.at,
+              };
+            },
           },
-        },
+        ],
       },
     ],
     // The upload machine itself broke (a bug, not a CRM answer): fail visibly, RETRY-able.
@@ -527,7 +557,6 @@ const deliveryInvoke = (id: string, step: DeliveryStep, next: '#call.active.prep
           error: toErrorInfo((event as ErrorActorEvent).error),
           attempts: context.delivery?.attempt ?? 0,
           at: context.egress.settlement?.at ?? context.createdAt,
-          lastAttemptFailed: false,
         }),
       },
     },
@@ -754,16 +783,18 @@ export const callMachine = setup({
     deliveryProgressed: enqueueActions(({ context, enqueue }, params: { child: UploadContext }) => {
       const { child } = params;
       const failure = child.lastFailure;
-      enqueue.assign({
-        delivery: {
-          step: child.request.step,
-          attempt: child.attempt,
-          failures: child.failures,
-          lastError: failure?.error ?? null,
-          nextAttemptAt: failure?.nextAttemptAt ?? null,
-        },
-      });
-      if (failure === null || child.failures <= (context.delivery?.failures ?? 0)) return;
+      const delivery: DeliveryProgress = {
+        step: child.request.step,
+        attempt: child.attempt,
+        failures: child.failures,
+        lastError: failure?.error ?? null,
+        nextAttemptAt: failure?.nextAttemptAt ?? null,
+      };
+      if (failure === null || child.failures <= (context.delivery?.failures ?? 0)) {
+        enqueue.assign({ delivery });
+        return;
+      }
+      enqueue.assign({ delivery, attempts: withAttempt(context, child.request.step) });
       enqueue.emit({
         type: 'upload.attempt_failed',
         callId: context.call.callId,
@@ -778,17 +809,20 @@ export const callMachine = setup({
     deliveryAcknowledged: enqueueActions(({ context, enqueue }, params: { output: UploadOutput }) => {
       const { output } = params;
       if (output.status !== 'succeeded') return;
+      const attempts = withAttempt(context, output.ack.step);
       if (output.ack.step === 'recording') {
         enqueue.assign({
           recording: output.ack.recording,
           recordingAcknowledgedAt: output.at,
           delivery: null,
+          attempts,
         });
       } else {
         enqueue.assign({
           callDataAcknowledgedAt: output.at,
           outcome: context.recording === null ? 'partial' : 'delivered',
           delivery: null,
+          attempts,
         });
       }
       enqueue.emit({
@@ -799,16 +833,30 @@ export const callMachine = setup({
         at: output.at,
       });
     }),
+    /** The step gave up on an attempt's answer (not on a broken machine): one more attempt. */
+    lastAttemptFailed: enqueueActions(
+      (
+        { context, enqueue },
+        params: { step: DeliveryStep; attempt: number; error: ErrorInfo; at: number },
+      ) => {
+        const { step, attempt, error, at } = params;
+        enqueue.assign({ attempts: withAttempt(context, step) });
+        enqueue.emit({
+          type: 'upload.attempt_failed',
+          callId: context.call.callId,
+          step,
+          attempt,
+          error,
+          nextAttemptAt: null,
+          lane: null,
+          at,
+        });
+      },
+    ),
     deliveryFailed: enqueueActions(
       (
         { context, enqueue },
-        params: {
-          step: DeliveryStep;
-          error: ErrorInfo;
-          attempts: number;
-          at: number;
-          lastAttemptFailed: boolean;
-        },
+        params: { step: DeliveryStep; error: ErrorInfo; attempts: number; at: number },
       ) => {
         const { step, error, attempts, at } = params;
         enqueue.assign({
@@ -816,20 +864,7 @@ export const callMachine = setup({
           delivery:
             context.delivery === null ? null : { ...context.delivery, lastError: error, nextAttemptAt: null },
         });
-        const callId = context.call.callId;
-        if (params.lastAttemptFailed) {
-          enqueue.emit({
-            type: 'upload.attempt_failed',
-            callId,
-            step,
-            attempt: attempts,
-            error,
-            nextAttemptAt: null,
-            lane: null,
-            at,
-          });
-        }
-        enqueue.emit({ type: 'upload.failed', callId, step, attempts, error, at });
+        enqueue.emit({ type: 'upload.failed', callId: context.call.callId, step, attempts, error, at });
       },
     ),
     emitFailed: emit(({ context }) => ({
@@ -1177,7 +1212,6 @@ export const callMachine = setup({
                     error: built.ok ? unknownError : built.error,
                     attempts: 0,
                     at: eventTime(event) ?? context.createdAt,
-                    lastAttemptFailed: false,
                   };
                 },
               },

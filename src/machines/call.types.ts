@@ -275,6 +275,15 @@ export interface EgressContext {
   settlement: EgressSettlement | null;
 }
 
+/**
+ * CRM attempts per step that finished (failed or succeeded), over the call's whole life: an
+ * operator's retry adds to them. The journal's `attempt_failed` and `step_succeeded` entries
+ * are the same attempts, one entry each.
+ */
+export type DeliveryAttempts = Record<DeliveryStep, number>;
+
+export const NO_DELIVERY_ATTEMPTS: Readonly<DeliveryAttempts> = { recording: 0, 'call-data': 0 };
+
 /** The current delivery step's progress, mirrored from the upload child (so it is persisted). */
 export interface DeliveryProgress {
   step: DeliveryStep;
@@ -322,6 +331,7 @@ export interface CallContext {
   recordingAcknowledgedAt: number | null;
   callDataAcknowledgedAt: number | null;
   delivery: DeliveryProgress | null;
+  attempts: DeliveryAttempts;
   failure: CallFailure | null;
   outcome: CallOutcome | null;
   /** How many times a failed call was re-driven. */

@@ -1,19 +1,20 @@
 /**
  * The read model of the HTTP API: one call as `GET /v1/calls` lists it (`CallView`), and as
- * `GET /v1/calls/{id}` answers it (`CallDetailView`: the same, with the CRM attempts per step and
- * the call's journal). Pure functions build them from what the supervisor gathers: the store's
+ * `GET /v1/calls/{id}` answers it (`CallDetailView`: the same, with the last CRM error from the
+ * journal, the owner and the journal). Pure functions build them from what the supervisor gathers: the store's
  * row, the machine snapshot (the live actor's while the call is in memory) and the journal.
  *
  * What the call has not reached yet is `null`. The top-level times are ISO-8601; inside the
  * machine's own records (`egress`, `delivery`) times stay epoch milliseconds, as the machine keeps them.
  */
 import type { ErrorInfo } from '../errors.ts';
-import type {
-  CallOutcome,
-  DeliveryProgress,
-  DeliveryStep,
-  EgressSettlement,
-  EndReason,
+import {
+  NO_DELIVERY_ATTEMPTS,
+  type CallOutcome,
+  type DeliveryAttempts,
+  type DeliveryProgress,
+  type EgressSettlement,
+  type EndReason,
 } from '../machines/call.types.ts';
 import type { CallDirection, DeliveredRecording } from '../payload/call-data.ts';
 import { ApiError } from '../errors.ts';
@@ -48,20 +49,15 @@ export interface CallView {
   leads: string[];
   /** The delivery step in progress, or the last one. */
   delivery: DeliveryProgress | null;
-  /** Failed attempts of that step. */
-  attempts: number;
+  /** CRM attempts per step that finished, failed or succeeded, over the call's whole life. */
+  attempts: DeliveryAttempts;
   /** The call's failure, else the delivery step's last error, else the egress's. */
   lastError: ErrorInfo | null;
   /** How many times an operator re-drove the failed call. */
   retries: number;
 }
 
-/** CRM attempts per step, failed and succeeded, over the call's whole life. */
-export type DeliveryAttempts = Record<DeliveryStep, number>;
-
-export interface CallDetailView extends Omit<CallView, 'attempts'> {
-  /** From the journal: the context only keeps the step in progress. */
-  attempts: DeliveryAttempts;
+export interface CallDetailView extends CallView {
   /** The last error of a CRM attempt in the journal, else the list view's. */
   lastError: ErrorInfo | null;
   journal: StoredJournalEntry[];
@@ -106,48 +102,33 @@ export function callViewOf(row: CallRow, live?: LiveCallView): CallView {
     transcriptItems: live ? (context?.transcript.length ?? 0) : row.transcriptItems,
     leads: context?.leads.map((lead) => lead.leadId) ?? [],
     delivery: context?.delivery ?? null,
-    attempts: context?.delivery?.failures ?? 0,
+    // Snapshots stored before the machine counted attempts have none.
+    attempts: { ...NO_DELIVERY_ATTEMPTS, ...context?.attempts },
     lastError: context?.failure?.error ?? context?.delivery?.lastError ?? context?.egress.lastError ?? null,
     retries: context?.retries ?? 0,
   };
 }
 
-/**
- * CRM attempts per step and the last attempt's error, from the journal's `attempt_failed` and
- * `step_succeeded` entries (their `detail` is the machine's emitted event).
- */
-export function deliveryHistoryOf(journal: readonly StoredJournalEntry[]): {
-  attempts: DeliveryAttempts;
-  lastError: ErrorInfo | null;
-} {
-  const attempts: DeliveryAttempts = { recording: 0, 'call-data': 0 };
-  let lastError: ErrorInfo | null = null;
-  for (const entry of journal) {
-    const step = entry.detail?.step;
-    if (step !== 'recording' && step !== 'call-data') continue;
-    if (entry.kind === 'attempt_failed') {
-      attempts[step] += 1;
-      lastError = (entry.detail?.error as ErrorInfo | undefined) ?? lastError;
-    } else if (entry.kind === 'step_succeeded' || entry.kind === 'succeeded') {
-      // `succeeded`: journals written before the kinds were told apart.
-      attempts[step] += 1;
-    }
+/** The last CRM attempt's error in the journal (`attempt_failed` entries carry the machine's error). */
+export function lastAttemptErrorOf(journal: readonly StoredJournalEntry[]): ErrorInfo | null {
+  for (let index = journal.length - 1; index >= 0; index -= 1) {
+    const entry = journal[index]!;
+    if (entry.kind === 'attempt_failed' && entry.detail?.error !== undefined)
+      return entry.detail.error as ErrorInfo;
   }
-  return { attempts, lastError };
+  return null;
 }
 
-/** The call as `GET /v1/calls/{id}` answers it: the list view, its delivery history and journal. */
+/** The call as `GET /v1/calls/{id}` answers it: the list view, its last CRM error and journal. */
 export function callDetailViewOf(
   row: CallRow,
   journal: StoredJournalEntry[],
   live?: LiveCallView,
 ): CallDetailView {
   const view = callViewOf(row, live);
-  const history = deliveryHistoryOf(journal);
   return {
     ...view,
-    attempts: history.attempts,
-    lastError: history.lastError ?? view.lastError,
+    lastError: lastAttemptErrorOf(journal) ?? view.lastError,
     owner: row.owner,
     journal,
   };

@@ -640,6 +640,7 @@ async function drive(scenario: Scenario): Promise<{ run: RunRecord; harnessProbl
     final: {
       state: snapshot.status === 'done' ? 'done' : snapshot.matches('failed') ? 'failed' : 'other',
       outcome: snapshot.context.outcome,
+      attempts: snapshot.context.attempts,
     },
   };
   return { run, harnessProblems: [...problems, ...h.problems()] };
@@ -823,7 +824,11 @@ describe('the call machine against the reference model: hand-written calls', () 
     expect(postedDocument(run).transcription!.metadata).toMatchObject({
       recording_missing_reason: 'egress_timed_out',
     });
-    expect(run.final).toEqual({ state: 'done', outcome: 'partial' });
+    expect(run.final).toEqual({
+      state: 'done',
+      outcome: 'partial',
+      attempts: { recording: 0, 'call-data': 1 },
+    });
   });
 
   it('abandons a hung upload at 60 s plus the size allowance, then retries it in the fast lane', async () => {
@@ -834,7 +839,12 @@ describe('the call machine against the reference model: hand-written calls', () 
     expect(abandoned?.at).toBe(first!.at + 60_000 + 4_578);
     expect(second!.at - abandoned!.at).toBeGreaterThanOrEqual(400);
     expect(second!.at - abandoned!.at).toBeLessThanOrEqual(600);
-    expect(run.final).toEqual({ state: 'done', outcome: 'delivered' });
+    // The abandoned attempt counts: it finished, by its deadline.
+    expect(run.final).toEqual({
+      state: 'done',
+      outcome: 'delivered',
+      attempts: { recording: 2, 'call-data': 1 },
+    });
   });
 
   it('lets a slow upload answer within its deadline, and abandons a slower one', async () => {
@@ -860,7 +870,12 @@ describe('the call machine against the reference model: hand-written calls', () 
     const { run, harnessProblems } = await drive(scenario({ callDataAnswers: outage, retryAfterMs: HOUR }));
     expect([...harnessProblems, ...checkRun(run)]).toEqual([]);
     expect(requestsOf(run, 'call-data')).toHaveLength(17);
-    expect(run.final).toEqual({ state: 'done', outcome: 'delivered' });
+    // An operator's RETRY adds to the step's attempts: 16 refused, then the one stored.
+    expect(run.final).toEqual({
+      state: 'done',
+      outcome: 'delivered',
+      attempts: { recording: 1, 'call-data': 17 },
+    });
   });
 
   it('gives a source error of the recording the fast lane only, then posts without it', async () => {

@@ -272,7 +272,12 @@ export interface RunRecord {
   /** What the CRM answers an upload with when the script says only `ok`. */
   defaultRecording: DeliveredRecording;
   trace: readonly TraceEntry[];
-  final: { state: 'done' | 'failed' | 'other'; outcome: string | null };
+  final: {
+    state: 'done' | 'failed' | 'other';
+    outcome: string | null;
+    /** The machine's count of finished CRM attempts per step (`CallContext.attempts`). */
+    attempts: Readonly<Record<Step, number>>;
+  };
 }
 
 const OK: CrmAnswer = { kind: 'ok', latencyMs: 0 };
@@ -351,6 +356,8 @@ interface StepResult {
   at: number;
   /** Requests of this step used, from `from`. */
   next: number;
+  /** Attempts that finished (answered or timed out; not those lost to a crash and sent again). */
+  finished: number;
   answer?: CrmAnswer | undefined;
   error?: { code: string; retryable: boolean } | undefined;
 }
@@ -378,13 +385,14 @@ function checkStep(
   let resent = false;
   for (let index = from; ; index += 1) {
     const request = requests[index];
+    const finished = attempt - 1;
     if (request === undefined) {
       problems.push(`${step}: expected attempt ${attempt} ${describe}, but no request came`);
-      return { ended: 'unfinished', at: Number.NaN, next: index };
+      return { ended: 'unfinished', at: Number.NaN, next: index, finished };
     }
     if (!expected(request.at)) {
       problems.push(`${step}: attempt ${attempt} was sent at ${request.at}, expected ${describe}`);
-      return { ended: 'unfinished', at: request.at, next: index + 1 };
+      return { ended: 'unfinished', at: request.at, next: index + 1, finished };
     }
     if (!resent) deadline = request.at + timeoutMs;
     const answer = answers[index] ?? OK;
@@ -413,7 +421,8 @@ function checkStep(
     let failure: { at: number; code: string; retryable: boolean; retryAfterMs?: number | undefined };
     if (answerAt < timeoutAt) {
       expectSettled('answered', answerAt, 'answered');
-      if (answer.kind === 'ok') return { ended: 'ack', at: answerAt, next: index + 1, answer };
+      if (answer.kind === 'ok')
+        return { ended: 'ack', at: answerAt, next: index + 1, finished: attempt, answer };
       if (answer.kind === 'hang') throw new Error('unreachable: a hung attempt is never answered');
       failure = {
         at: answerAt,
@@ -426,7 +435,7 @@ function checkStep(
       failure = { at: timeoutAt, code: 'ATTEMPT_TIMEOUT', retryable: true };
     }
     if (!failure.retryable || attempt >= attemptsAllowed(step, failure.code)) {
-      return { ended: 'gave_up', at: failure.at, next: index + 1, error: failure };
+      return { ended: 'gave_up', at: failure.at, next: index + 1, finished: attempt, error: failure };
     }
     const wait = retryWait(attempt, failure.retryAfterMs);
     const lo = failure.at + wait.lo;
@@ -557,6 +566,7 @@ function checkDelivery(run: RunRecord, settlement: Settlement, end: Entry<'end'>
   }
 
   const verdict = recordingVerdict(settlement.end);
+  const attempts: Record<Step, number> = { recording: 0, 'call-data': 0 };
   let recording: DeliveredRecording | null = null;
   let missing: MissingReason | null = null;
   let postsFrom: { lo: number; hi: number };
@@ -580,6 +590,7 @@ function checkDelivery(run: RunRecord, settlement: Settlement, end: Entry<'end'>
       problems,
     );
     if (result.ended === 'unfinished') return problems;
+    attempts.recording = result.finished;
     if (result.next < uploads.length) {
       problems.push(`recording: ${uploads.length - result.next} request(s) after the step ${result.ended}`);
     }
@@ -623,6 +634,7 @@ function checkDelivery(run: RunRecord, settlement: Settlement, end: Entry<'end'>
       problems,
     );
     if (result.ended === 'unfinished') return problems;
+    attempts['call-data'] += result.finished;
     from = result.next;
     if (result.ended === 'ack') {
       expectedFinal = { state: 'done', outcome: recording === null ? 'partial' : 'delivered' };
@@ -643,6 +655,11 @@ function checkDelivery(run: RunRecord, settlement: Settlement, end: Entry<'end'>
   ) {
     problems.push(
       `the call ended ${run.final.state}/${run.final.outcome}, expected ${expectedFinal.state}/${expectedFinal.outcome}`,
+    );
+  }
+  if (!sameJson(run.final.attempts, attempts)) {
+    problems.push(
+      `the call counted attempts ${JSON.stringify(run.final.attempts)}, expected ${JSON.stringify(attempts)}`,
     );
   }
   return problems;

@@ -9,7 +9,7 @@ import type { ErrorInfo } from '../../src/errors.ts';
 import type { CallContext } from '../../src/machines/call.types.ts';
 import { DEFAULT_CALL_LIMITS } from '../../src/machines/defaults.ts';
 import type { CallRow, StoredJournalEntry } from '../../src/store/call-store.ts';
-import { callDetailViewOf, callViewOf, deliveryHistoryOf } from '../../src/supervisor/call-view.ts';
+import { callDetailViewOf, callViewOf, lastAttemptErrorOf } from '../../src/supervisor/call-view.ts';
 
 const T0 = Date.parse('2025-10-29T10:00:00.000Z');
 const PERSONA = { campaigns: [{ _id: 'camp_1', client: 'client_1', voiceAgents: [{ _id: 'va_1' }] }] };
@@ -87,6 +87,7 @@ function deliveredContext(): CallContext {
     recordingAcknowledgedAt: T0 + 65_000,
     callDataAcknowledgedAt: T0 + 66_000,
     delivery: { step: 'call-data', attempt: 2, failures: 1, lastError: CRM_500, nextAttemptAt: null },
+    attempts: { recording: 1, 'call-data': 2 },
     failure: null,
     outcome: 'delivered',
     retries: 0,
@@ -147,7 +148,7 @@ describe('callViewOf', () => {
       transcriptItems: 7,
       leads: ['lead-a', 'lead-b'],
       delivery: { step: 'call-data', attempt: 2, failures: 1, lastError: CRM_500, nextAttemptAt: null },
-      attempts: 1,
+      attempts: { recording: 1, 'call-data': 2 },
       lastError: CRM_500,
       retries: 0,
     });
@@ -190,6 +191,7 @@ describe('callViewOf', () => {
       recordingAcknowledgedAt: null,
       callDataAcknowledgedAt: null,
       delivery: null,
+      attempts: { recording: 0, 'call-data': 0 },
       outcome: null,
       egress: { ...deliveredContext().egress, settlement: null },
     };
@@ -209,7 +211,7 @@ describe('callViewOf', () => {
       outcome: null,
       transcriptItems: 2,
       delivery: null,
-      attempts: 0,
+      attempts: { recording: 0, 'call-data': 0 },
       lastError: null,
     });
   });
@@ -220,6 +222,7 @@ describe('callViewOf', () => {
       callDataAcknowledgedAt: null,
       outcome: null,
       delivery: { step: 'call-data', attempt: 3, failures: 3, lastError: CRM_500, nextAttemptAt: null },
+      attempts: { recording: 1, 'call-data': 4 },
       failure: { step: 'call-data', error: CRM_422, attempts: 3, at: T0 + 70_000 },
       egress: { ...deliveredContext().egress, lastError: EGRESS_DOWN },
       retries: 1,
@@ -230,7 +233,7 @@ describe('callViewOf', () => {
       status: 'failed',
       outcome: 'failed',
       callDataAcknowledgedAt: null,
-      attempts: 3,
+      attempts: { recording: 1, 'call-data': 4 },
       lastError: CRM_422,
       retries: 1,
     });
@@ -268,7 +271,7 @@ describe('callViewOf', () => {
       transcriptItems: 3,
       leads: [],
       delivery: null,
-      attempts: 0,
+      attempts: { recording: 0, 'call-data': 0 },
       lastError: null,
       retries: 0,
     });
@@ -279,45 +282,38 @@ function entry(seq: number, kind: string, detail?: Record<string, unknown>): Sto
   return { seq, at: new Date(T0 + seq * 1000).toISOString(), kind, state: 'postingData', detail };
 }
 
-describe('deliveryHistoryOf', () => {
-  it('counts failed and succeeded CRM attempts per step; the last failure is the last error', () => {
+describe('lastAttemptErrorOf', () => {
+  it('is the error of the last failed CRM attempt, whatever came after it', () => {
     const journal = [
       entry(1, 'state_entered', { state: 'uploadingRecording' }),
-      entry(2, 'succeeded', { step: 'recording', attempts: 1 }),
+      entry(2, 'step_succeeded', { step: 'recording', attempts: 1 }),
       entry(3, 'attempt_failed', { step: 'call-data', attempt: 1, error: CRM_500 }),
       entry(4, 'attempt_failed', { step: 'call-data', attempt: 2, error: CRM_422 }),
-      entry(5, 'failed', { step: 'call-data', attempts: 2, error: CRM_422 }),
+      entry(5, 'step_failed', { step: 'call-data', attempts: 2, error: CRM_422 }),
       entry(6, 'retried', { step: 'call-data', retries: 1 }),
-      entry(7, 'succeeded', { step: 'call-data', attempts: 1 }),
-      entry(8, 'attempt_failed', { step: 'elsewhere', error: EGRESS_DOWN }),
-      entry(9, 'attempt_failed'),
+      entry(7, 'step_succeeded', { step: 'call-data', attempts: 1 }),
+      entry(8, 'attempt_failed'),
     ];
-    expect(deliveryHistoryOf(journal)).toEqual({
-      attempts: { recording: 1, 'call-data': 3 },
-      lastError: CRM_422,
-    });
+    expect(lastAttemptErrorOf(journal)).toEqual(CRM_422);
   });
 
-  it('is zero attempts and no error for a call the CRM has not seen', () => {
-    expect(deliveryHistoryOf([entry(1, 'state_entered', { state: 'recording' })])).toEqual({
-      attempts: { recording: 0, 'call-data': 0 },
-      lastError: null,
-    });
+  it('is null for a call the CRM has not refused', () => {
+    expect(lastAttemptErrorOf([entry(1, 'state_entered', { state: 'recording' })])).toBeNull();
   });
 });
 
 describe('callDetailViewOf', () => {
-  it('is the list view with attempts per step, the journal’s last error, and the journal last', () => {
+  it('is the list view (the same attempts), the journal’s last error, and the journal last', () => {
     const journal = [
       entry(1, 'attempt_failed', { step: 'call-data', attempt: 1, error: CRM_422 }),
-      entry(2, 'succeeded', { step: 'call-data', attempts: 2 }),
+      entry(2, 'step_succeeded', { step: 'call-data', attempts: 2 }),
     ];
     const row = rowOf(stored(deliveredContext()));
     const detail = callDetailViewOf(row, journal);
-    const { attempts: _attempts, lastError: _lastError, ...rest } = callViewOf(row);
+    const { lastError: _lastError, ...rest } = callViewOf(row);
     expect(detail).toEqual({
       ...rest,
-      attempts: { recording: 0, 'call-data': 2 },
+      attempts: { recording: 1, 'call-data': 2 },
       lastError: CRM_422,
       owner: null,
       journal,
@@ -325,6 +321,12 @@ describe('callDetailViewOf', () => {
     // `attempts` and `lastError` keep their places; the journal comes after everything else.
     const keys = Object.keys(detail);
     expect(keys.slice(-5)).toEqual(['attempts', 'lastError', 'retries', 'owner', 'journal']);
+  });
+
+  it('counts no attempts for a snapshot stored before the machine counted them', () => {
+    const { attempts: _attempts, ...older } = deliveredContext();
+    const detail = callDetailViewOf(rowOf({ value: 'done', context: { ...older, transcript: [] } }), []);
+    expect(detail.attempts).toEqual({ recording: 0, 'call-data': 0 });
   });
 
   it("keeps the agent's own words for the end beside the machine's end reason", () => {
@@ -343,7 +345,6 @@ describe('callDetailViewOf', () => {
 
   it('keeps the list view’s last error when the journal has no failed attempt', () => {
     const detail = callDetailViewOf(rowOf(stored(deliveredContext())), []);
-    expect(detail.attempts).toEqual({ recording: 0, 'call-data': 0 });
     expect(detail.lastError).toEqual(CRM_500);
     expect(detail.journal).toEqual([]);
   });
