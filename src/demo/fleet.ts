@@ -10,8 +10,9 @@
  *   first: when it cannot be reached the demo fails with one line saying so
  *   (`DemoPostgresUnavailableError`).
  * - Instances `demo-1`…`demo-N`, each on its own free port, `CALLSYNC_LEASE_SECONDS=3` so a
- *   take-over comes within about 4 s. Their JSON logs are kept: at `LOG_LEVEL` they are also
- *   echoed to stderr (prefixed with the instance), and `logs()` gives them for a failure.
+ *   take-over comes within about 4 s. Each writes its JSON log to `<dir>/<id>.log` (`logFiles`);
+ *   at `LOG_LEVEL` the lines are also echoed to stderr (prefixed with the instance), and
+ *   `logs()` gives each process's last lines for a failure.
  * - The fault: `killBusiest()` SIGKILLs the instance driving the most calls right now (read
  *   from the store: its live calls, `status = 'active'`, whose owner is that instance; see
  *   src/store/postgres-store.ts), `waitTakenOver()` waits for the others' `call taken over` log
@@ -20,6 +21,7 @@
  *   the agents' client sends again what a reporter would (api-client.ts, `retry`).
  */
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
 import { loadConfig } from '../config.ts';
@@ -126,6 +128,8 @@ export interface DemoFleet extends DemoTarget {
   takeOvers(): FleetTakeOver[];
   /** The tail of each process's output, for a failure. */
   logs(): string;
+  /** Each instance's log file, `<dir>/<instance id>.log` (a restart appends to it). */
+  logFiles(): string[];
   /** Stops the supervisors (SIGTERM, SIGKILL after a grace), the proxy, drops the schema, closes the rest. */
   close(options: { removeFiles: boolean }): Promise<void>;
 }
@@ -280,6 +284,7 @@ export async function startDemoFleet(options: DemoFleetOptions): Promise<DemoFle
         for (const wake of [...lineWaiters]) wake();
       }
     };
+    const logFileOf = (instance: FleetInstance) => join(sandboxes!.dir, `${instance.id}.log`);
     const start = (instance: FleetInstance) => {
       // A process started once the close has begun (or the start was aborted) would outlive it.
       if (closing !== undefined || options.signal?.aborted) {
@@ -290,6 +295,7 @@ export async function startDemoFleet(options: DemoFleetOptions): Promise<DemoFle
         port: instance.port,
         env: { ...env, CALLSYNC_INSTANCE_ID: instance.id },
         onLine,
+        logFile: logFileOf(instance),
       });
       instance.processes.push(child);
       return child;
@@ -414,6 +420,7 @@ export async function startDemoFleet(options: DemoFleetOptions): Promise<DemoFle
         }
         return `${out.join('\n')}\n`;
       },
+      logFiles: () => instances.map(logFileOf),
       close,
     };
   } catch (error) {

@@ -60,6 +60,7 @@ async function shutDown(code: number): Promise<never> {
   if (!removeFiles && services) {
     say(`kept ${services.dir} (store, recordings, CRM files); delete it when done`);
     if (logFile !== undefined) say(`callsync's log: ${logFile}`);
+    if (fleet !== undefined) say(`the supervisors' logs: ${fleet.logFiles().join(', ')}`);
   }
   process.exit(code);
 }
@@ -126,6 +127,7 @@ async function runFleet(size: number): Promise<number> {
       formatFleetSection(result.fleet),
   );
   if (!result.ok) process.stderr.write(`\nthe supervisors' output:\n${started.logs()}`);
+  if (args.keepRunning) say(`  the supervisors' logs: ${started.logFiles().join(', ')}`);
   return result.ok ? 0 : 1;
 }
 

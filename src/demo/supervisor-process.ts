@@ -1,13 +1,16 @@
 /**
  * One supervisor of the fleet demo as its own operating-system process, started as `npm run dev`
  * starts it (`node --import tsx src/main.ts`, from the sources). Its environment is only what it
- * is given (plus PATH, HOME and TMPDIR so node and tsx resolve). Its stdout and stderr are kept
- * in memory: stdout's JSON (pino) lines are parsed and handed to `onLine` as they come (the fleet
- * waits on them: `call taken over`), and the raw text is there to show when something fails.
+ * is given (plus PATH, HOME and TMPDIR so node and tsx resolve). Its stdout and stderr go to its
+ * log file (appended, so a restart under the same id continues it), and only their last
+ * `OUTPUT_TAIL_CHARS` stay in memory, to show when something fails: a long `--keep-running`
+ * demo does not grow. Stdout's JSON (pino) lines are parsed and handed to `onLine` as they come
+ * (the fleet waits on them: `call taken over`).
  * Readiness is a bounded poll of `GET /readyz` that awaits each answer and gives up early when
  * the process exits.
  */
 import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -17,6 +20,8 @@ const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const READY_POLL_PAUSE_MS = 50;
 /** One `/readyz` answer may take this long (a process that is starting answers slowly). */
 const READY_REQUEST_TIMEOUT_MS = 2_000;
+/** How much of its latest output a process keeps in memory (the log file has all of it). */
+export const OUTPUT_TAIL_CHARS = 64 * 1024;
 
 export interface ProcessExit {
   code: number | null;
@@ -31,11 +36,11 @@ export interface SupervisorProcess {
   readonly pid: number;
   /** `http://127.0.0.1:<CALLSYNC_PORT>`. */
   readonly url: string;
-  /** Settles once the process has exited and its output is read (never rejects). */
+  /** Settles once the process has exited and its output is read and written (never rejects). */
   readonly exited: Promise<ProcessExit>;
   /** Null while it runs. */
   exitStatus(): ProcessExit | null;
-  /** Everything it wrote, stdout then stderr. */
+  /** The latest of what it wrote (`OUTPUT_TAIL_CHARS`), stdout and stderr as they came. */
   output(): string;
   /** Polls `/readyz` until 200; rejects naming the process if it exits or the time runs out. */
   waitReady(timeoutMs: number): Promise<void>;
@@ -50,6 +55,8 @@ export interface SupervisorProcessOptions {
   env: Record<string, string>;
   /** Every JSON line of stdout, parsed, as it comes. */
   onLine?: ((line: LogLine, process: SupervisorProcess) => void) | undefined;
+  /** Where its stdout and stderr are appended. */
+  logFile: string;
 }
 
 /** What a child process needs of this one's environment to find node and its modules, and no more. */
@@ -70,8 +77,14 @@ export function startSupervisorProcess(options: SupervisorProcessOptions): Super
   });
   if (child.pid === undefined) throw new Error(`could not start supervisor ${options.instanceId}`);
   const url = `http://127.0.0.1:${options.port}`;
-  let stdout = '';
-  let stderr = '';
+  const log = createWriteStream(options.logFile, { flags: 'a' });
+  log.on('error', (error) => process.stderr.write(`${options.logFile}: ${error.message}\n`));
+  log.write(`--- ${options.instanceId} started (pid ${child.pid}) at ${new Date().toISOString()}\n`);
+  let tail = '';
+  const keep = (chunk: string) => {
+    log.write(chunk);
+    tail = (tail + chunk).slice(-OUTPUT_TAIL_CHARS);
+  };
   let partial = '';
   let exit: ProcessExit | null = null;
 
@@ -83,11 +96,13 @@ export function startSupervisorProcess(options: SupervisorProcessOptions): Super
       // 'close' (not 'exit'): every byte of stdout and stderr has been read by then.
       child.once('close', (code, signal) => {
         exit = { code, signal };
-        resolve(exit);
+        log.end(`--- ${options.instanceId} (pid ${child.pid}) exited ${code ?? signal}\n`, () =>
+          resolve(exit!),
+        );
       });
     }),
     exitStatus: () => exit,
-    output: () => stdout + stderr,
+    output: () => tail,
     async waitReady(timeoutMs) {
       const deadlineMs = Date.now() + timeoutMs;
       const describe = () =>
@@ -115,7 +130,7 @@ export function startSupervisorProcess(options: SupervisorProcessOptions): Super
   };
 
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
+    keep(chunk);
     const lines = (partial + chunk).split('\n');
     partial = lines.pop() ?? '';
     for (const text of lines) {
@@ -129,6 +144,6 @@ export function startSupervisorProcess(options: SupervisorProcessOptions): Super
       options.onLine?.(line, self);
     }
   });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stderr.setEncoding('utf8').on('data', keep);
   return self;
 }
