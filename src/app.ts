@@ -186,7 +186,10 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
           ]
         : []),
     ],
-    connectionLimits: options.connectionLimits,
+    connectionLimits: {
+      ...(config.http.maxConnections === undefined ? {} : { maxConnections: config.http.maxConnections }),
+      ...options.connectionLimits,
+    },
   });
 
   let starting: Promise<{ url: string }> | undefined;

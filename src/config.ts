@@ -142,6 +142,12 @@ const envSchema = z.object({
     .positive('must be a positive number of days')
     .finite('must be a positive number of days')
     .default(30),
+  /** HTTP connections served at once; by default half the open-files limit (`http/connection-cap.ts`). */
+  CALLSYNC_MAX_CONNECTIONS: z.coerce
+    .number({ error: 'must be a whole number of connections' })
+    .int('must be a whole number of connections')
+    .positive('must be a positive number of connections')
+    .optional(),
   // a fleet (PostgreSQL)
   /** This supervisor's name in a fleet: logs, metrics and call ownership. */
   CALLSYNC_INSTANCE_ID: z
@@ -159,7 +165,14 @@ const envSchema = z.object({
 export interface Config {
   liveKit: { url: string; apiKey: string; apiSecret: string };
   crm: { baseUrl: string; apiKey: string | undefined };
-  http: { host: string; port: number; ingestToken: string | undefined; adminToken: string | undefined };
+  http: {
+    host: string;
+    port: number;
+    ingestToken: string | undefined;
+    adminToken: string | undefined;
+    /** Unset: half the open-files limit. */
+    maxConnections: number | undefined;
+  };
   store: { url: string; timeoutMs: number };
   retentionDays: number;
   /** Used when the store is PostgreSQL: several supervisors may share it. */
@@ -210,6 +223,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       port: e.CALLSYNC_PORT,
       ingestToken: e.CALLSYNC_INGEST_TOKEN,
       adminToken: e.CALLSYNC_ADMIN_TOKEN,
+      maxConnections: e.CALLSYNC_MAX_CONNECTIONS,
     },
     store: { url: e.CALLSYNC_STORE, timeoutMs: e.CALLSYNC_STORE_TIMEOUT_MS },
     retentionDays: e.CALLSYNC_RETENTION_DAYS,

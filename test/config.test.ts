@@ -15,7 +15,7 @@ describe('loadConfig', () => {
   it('applies the contract defaults', () => {
     const config = loadConfig(required);
     expect(config).toMatchObject({
-      http: { host: '127.0.0.1', port: 8080, ingestToken: undefined },
+      http: { host: '127.0.0.1', port: 8080, ingestToken: undefined, maxConnections: undefined },
       store: { url: 'sqlite:./data/callsync.db' },
       recordingsDir: './recordings',
       uploadTargetSeconds: 30,
@@ -40,12 +40,13 @@ describe('loadConfig', () => {
       CALLSYNC_UPLOAD_TARGET_SECONDS: '45',
       CALLSYNC_INSTANCE_ID: 'callsync-eu-1',
       CALLSYNC_LEASE_SECONDS: '3',
+      CALLSYNC_MAX_CONNECTIONS: '20000',
       LOG_LEVEL: 'debug',
     });
     expect(config).toMatchObject({
       fleet: { instanceId: 'callsync-eu-1', leaseSeconds: 3 },
       crm: { apiKey: 'crm-key' },
-      http: { host: '0.0.0.0', port: 9000, ingestToken: 'ingest' },
+      http: { host: '0.0.0.0', port: 9000, ingestToken: 'ingest', maxConnections: 20_000 },
       store: { url: 'postgres://127.0.0.1:5432/test' },
       recordingsDir: '/mnt/recordings',
       uploadTargetSeconds: 45,
@@ -71,6 +72,8 @@ describe('loadConfig', () => {
     [{ CALLSYNC_LEASE_SECONDS: '0.5' }, 'CALLSYNC_LEASE_SECONDS must be at least 1 second'],
     [{ CALLSYNC_LEASE_SECONDS: 'soon' }, 'CALLSYNC_LEASE_SECONDS must be a number of seconds'],
     [{ CALLSYNC_INSTANCE_ID: 'has space' }, 'CALLSYNC_INSTANCE_ID must be 1–128 letters'],
+    [{ CALLSYNC_MAX_CONNECTIONS: '0' }, 'CALLSYNC_MAX_CONNECTIONS must be a positive number of connections'],
+    [{ CALLSYNC_MAX_CONNECTIONS: '1.5' }, 'CALLSYNC_MAX_CONNECTIONS must be a whole number of connections'],
   ])('fails on %j with one line naming the variable', (override, expected) => {
     let error: unknown;
     try {

@@ -28,6 +28,7 @@ import {
   listCallsQuery,
   transcriptBody,
 } from './schemas.ts';
+import { defaultConnectionCap } from './connection-cap.ts';
 import { operatorSessionOr } from './operator-session.ts';
 import { statusPage } from './status-page.ts';
 
@@ -36,13 +37,12 @@ export const BODY_LIMIT_BYTES = 1024 * 1024;
 /**
  * Connection limits (README, "Limits"): slow or idle clients cannot hold the process's file
  * descriptors. Headers within 10 s, a whole request within 30 s, idle keep-alive sockets closed
- * after 65 s, at most 512 connections at once (half of a common 1,024-descriptor limit).
+ * after 65 s, and a cap on connections at once (`connection-cap.ts`).
  */
 export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 export const HTTP_REQUEST_TIMEOUT_MS = 30_000;
 export const HTTP_KEEP_ALIVE_TIMEOUT_MS = 65_000;
 export const HTTP_SOCKET_IDLE_TIMEOUT_MS = 70_000;
-export const HTTP_MAX_CONNECTIONS = 512;
 
 /** A dependency `/readyz` reports on (the recording storage): `ok`, or what is wrong. */
 export interface ReadinessCheck {
@@ -94,7 +94,7 @@ export function buildHttpServer(options: HttpServerOptions) {
   const { api, ingestToken } = options;
   const operatorToken = options.adminToken ?? ingestToken;
   const limits = {
-    maxConnections: options.connectionLimits?.maxConnections ?? HTTP_MAX_CONNECTIONS,
+    maxConnections: options.connectionLimits?.maxConnections ?? defaultConnectionCap(),
     headersTimeoutMs: options.connectionLimits?.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS,
   };
   const app = Fastify({

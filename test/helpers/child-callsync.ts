@@ -40,6 +40,11 @@ export interface ChildCallsyncOptions {
   env: Record<string, string>;
   /** Sent as `Authorization: Bearer …` by `api()`. */
   ingestToken?: string | undefined;
+  /**
+   * RLIMIT_NOFILE (soft and hard) the process starts with, as a container or systemd unit sets
+   * it: started through `prlimit`, which sets it and then runs node in its place (same pid).
+   */
+  openFilesLimit?: number | undefined;
 }
 
 export interface ChildCallsync {
@@ -87,7 +92,12 @@ function parseLines(text: string): Record<string, unknown>[] {
 }
 
 export function spawnCallsync(options: ChildCallsyncOptions): ChildCallsync {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const node = [process.execPath, '--import', 'tsx', 'src/main.ts'];
+  const [command, ...args] =
+    options.openFilesLimit === undefined
+      ? node
+      : ['prlimit', `--nofile=${options.openFilesLimit}:${options.openFilesLimit}`, '--', ...node];
+  const child: ChildProcess = spawn(command!, args, {
     cwd: REPO_ROOT,
     env: { ...childBaseEnv(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -61,6 +61,8 @@ export interface ChildPipeline {
 export interface ChildPipelineOptions {
   /** Environment every incarnation gets, over the pipeline's defaults. */
   env?: Record<string, string>;
+  /** Every incarnation starts with this open-files limit (`spawnCallsync`'s `openFilesLimit`). */
+  openFilesLimit?: number | undefined;
 }
 
 export async function startChildPipeline(options: ChildPipelineOptions = {}): Promise<ChildPipeline> {
@@ -105,7 +107,11 @@ export async function startChildPipeline(options: ChildPipelineOptions = {}): Pr
       return child();
     },
     async start(overrides) {
-      current = spawnCallsync({ env: env(overrides), ingestToken: CHILD_INGEST_TOKEN });
+      current = spawnCallsync({
+        env: env(overrides),
+        ingestToken: CHILD_INGEST_TOKEN,
+        openFilesLimit: options.openFilesLimit,
+      });
       started.push(current);
       await current.waitReady();
       return current;
