@@ -6,8 +6,9 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    // The generated model-path suites (thousands of paths) are left out: each mutant would run
-    // them all. The reference-model properties and the policy tables check the same rules.
+    // The call machine's generated model-path suites (thousands of paths, 10 s a run) are left
+    // out: each mutant would run them all. The reference-model properties, the emitted-events
+    // tests and the policy tables check the same rules; the upload machine's paths are quick.
     include: [
       'test/machines/retry-policy.test.ts',
       'test/machines/recording-policy.test.ts',
@@ -15,6 +16,10 @@ export default defineConfig({
       'test/machines/defaults.test.ts',
       'test/machines/timer.actor.test.ts',
       'test/machines/call.machine.test.ts',
+      'test/machines/call.machine.emitted.test.ts',
+      'test/machines/call.states.test.ts',
+      'test/machines/upload.machine.model.test.ts',
+      'test/machines/upload.machine.crash.model.test.ts',
       'test/machines/reference-model.property.test.ts',
     ],
     maxWorkers: 2,
