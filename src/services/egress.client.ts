@@ -28,6 +28,7 @@ import {
 import type { FileInfo } from '@livekit/protocol';
 import { CallsyncError, type CallsyncErrorOptions } from '../errors.ts';
 import type { EgressFile } from '../machines/call.types.ts';
+import { LiveKitTokenSource } from './livekit-token.ts';
 
 /** The SDK's own default; kept explicit because egress start can be slow when workers are busy. */
 export const LIVEKIT_REQUEST_TIMEOUT_SECONDS = 10;
@@ -159,6 +160,8 @@ export interface CallEgressClientOptions {
   apiKey: string;
   apiSecret: string;
   requestTimeoutSeconds?: number;
+  /** The process's LiveKit token (`livekit-token.ts`), shared by every call; else one of its own. */
+  tokens?: LiveKitTokenSource | undefined;
 }
 
 export interface StartRecordingOptions {
@@ -173,13 +176,29 @@ export interface StartRecordingOptions {
 }
 
 export class CallEgressClient {
-  readonly #client: EgressClient;
+  readonly #options: CallEgressClientOptions;
+  readonly #tokens: LiveKitTokenSource;
+  /** The SDK client for the token it was made with (a renewed token gets a new one). */
+  #client: { token: string; sdk: EgressClient } | undefined;
   #closed = false;
 
   constructor(options: CallEgressClientOptions) {
-    this.#client = new EgressClient(options.url, options.apiKey, options.apiSecret, {
-      requestTimeout: options.requestTimeoutSeconds ?? LIVEKIT_REQUEST_TIMEOUT_SECONDS,
-    });
+    this.#options = options;
+    this.#tokens = options.tokens ?? new LiveKitTokenSource(options);
+  }
+
+  async #sdk(): Promise<EgressClient> {
+    const token = await this.#tokens.current();
+    if (this.#client?.token !== token) {
+      this.#client = {
+        token,
+        sdk: new EgressClient(this.#options.url, undefined, undefined, {
+          token,
+          requestTimeout: this.#options.requestTimeoutSeconds ?? LIVEKIT_REQUEST_TIMEOUT_SECONDS,
+        }),
+      };
+    }
+    return this.#client.sdk;
   }
 
   get closed(): boolean {
@@ -198,7 +217,7 @@ export class CallEgressClient {
     });
     try {
       return toEgressSnapshot(
-        await this.#client.startRoomCompositeEgress(roomName, { file: output }, { audioOnly: true }),
+        await (await this.#sdk()).startRoomCompositeEgress(roomName, { file: output }, { audioOnly: true }),
       );
     } catch (error) {
       throw toLiveKitError(error, `start recording of room ${roomName}`);
@@ -212,7 +231,7 @@ export class CallEgressClient {
   async listActive(roomName: string): Promise<EgressSnapshot[]> {
     this.#assertOpen('listActive');
     try {
-      const infos = await this.#client.listEgress({ roomName, active: true });
+      const infos = await (await this.#sdk()).listEgress({ roomName, active: true });
       return infos.sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1)).map(toEgressSnapshot);
     } catch (error) {
       throw toLiveKitError(error, `list egresses of room ${roomName}`);
@@ -224,7 +243,7 @@ export class CallEgressClient {
     this.#assertOpen('status');
     let infos: EgressInfo[];
     try {
-      infos = await this.#client.listEgress({ egressId });
+      infos = await (await this.#sdk()).listEgress({ egressId });
     } catch (error) {
       throw toLiveKitError(error, `read egress ${egressId}`);
     }
@@ -245,7 +264,7 @@ export class CallEgressClient {
   async stop(egressId: string): Promise<EgressSnapshot> {
     this.#assertOpen('stop');
     try {
-      return toEgressSnapshot(await this.#client.stopEgress(egressId));
+      return toEgressSnapshot(await (await this.#sdk()).stopEgress(egressId));
     } catch (error) {
       throw toLiveKitError(error, `stop egress ${egressId}`);
     }

@@ -18,6 +18,7 @@ import {
   type EgressSnapshot,
   type StartRecordingOptions,
 } from './egress.client.ts';
+import { LiveKitTokenSource } from './livekit-token.ts';
 
 const ALREADY_ENDED_CODES = new Set(['EGRESS_ALREADY_ENDED', 'LIVEKIT_NOT_FOUND']);
 
@@ -39,8 +40,10 @@ export interface LiveKitEffectsOptions extends CallEgressClientOptions {
 
 export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEffects<CallEgressClient> {
   const { recordingFilepath, upload, ...clientOptions } = options;
+  // One token for every call's client (it is renewed long before it expires).
+  const tokens = clientOptions.tokens ?? new LiveKitTokenSource(clientOptions);
   return {
-    open: () => new CallEgressClient(clientOptions),
+    open: () => new CallEgressClient({ ...clientOptions, tokens }),
     close: (client) => client.close(),
 
     async startEgress(client, input) {
