@@ -10,6 +10,9 @@ export const USAGE = `npm run bench:side-by-side -- [options]
   --log-level <level>   callsync's LOG_LEVEL (default info, as npm start)
   --max-cpu-ratio <x>   exit 1 when callsync's CPU per delivered call exceeds x × the baseline's
                         in any workload (default: never fail)
+  --cpu-prof <dir>      run callsync with node --cpu-prof, its profiles written to <dir>
+                        (read them with \`node --import tsx bench/side-by-side/profile-top.ts <file>\`)
+  --only <name>         run one contender only: callsync or baseline
   --help`;
 
 export interface BenchArgs {
@@ -20,6 +23,8 @@ export interface BenchArgs {
   seed: number;
   logLevel: string;
   maxCpuRatio: number | null;
+  cpuProfDir: string | null;
+  only: 'callsync' | 'baseline' | null;
 }
 
 function count(flag: string, text: string): number {
@@ -40,6 +45,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       seed: { type: 'string', default: '1' },
       'log-level': { type: 'string', default: 'info' },
       'max-cpu-ratio': { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      only: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -52,6 +59,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
   if (maxCpuRatio !== null && !(maxCpuRatio > 0)) {
     throw new Error(`--max-cpu-ratio: not a positive number: ${values['max-cpu-ratio']}`);
   }
+  const only = values.only ?? null;
+  if (only !== null && only !== 'callsync' && only !== 'baseline') {
+    throw new Error(`--only: callsync or baseline, not ${only}`);
+  }
   return {
     burstSizes: values.calls
       .split(',')
@@ -63,5 +74,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
     seed: count('--seed', values.seed),
     logLevel: values['log-level'],
     maxCpuRatio,
+    cpuProfDir: values['cpu-prof'] ?? null,
+    only,
   };
 }

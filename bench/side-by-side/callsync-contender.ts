@@ -20,12 +20,13 @@ const SECONDS_TO_MS = 1_000;
 
 export async function startCallsyncContender(
   sandboxes: BenchSandboxes,
-  options: { logLevel: string },
+  options: { logLevel: string; cpuProfDir: string | null },
 ): Promise<Contender> {
   const entry = join(REPO_ROOT, 'dist', 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
   const port = await freePort();
-  const child = startChildProcess(['dist/main.js'], {
+  const profile = options.cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
+  const child = startChildProcess([...profile, 'dist/main.js'], {
     LIVEKIT_URL: sandboxes.liveKitUrl,
     LIVEKIT_API_KEY,
     LIVEKIT_API_SECRET,

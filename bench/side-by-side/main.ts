@@ -64,10 +64,14 @@ for (const { title, spec } of workloads) {
   const result: WorkloadResult = { title, callsync: [], baseline: [] };
   // Interleaved, so a machine that gets busier or quieter during the run weighs on both alike.
   for (let round = 1; round <= args.rounds; round++) {
-    process.stderr.write(`${title}, round ${round}/${args.rounds}: callsync …\n`);
-    result.callsync.push(await runOnce(spec, (sandboxes) => startCallsyncContender(sandboxes, args)));
-    process.stderr.write(`${title}, round ${round}/${args.rounds}: baseline …\n`);
-    result.baseline.push(await runOnce(spec, startBaselineContender));
+    if (args.only !== 'baseline') {
+      process.stderr.write(`${title}, round ${round}/${args.rounds}: callsync …\n`);
+      result.callsync.push(await runOnce(spec, (sandboxes) => startCallsyncContender(sandboxes, args)));
+    }
+    if (args.only !== 'callsync') {
+      process.stderr.write(`${title}, round ${round}/${args.rounds}: baseline …\n`);
+      result.baseline.push(await runOnce(spec, startBaselineContender));
+    }
   }
   results.push(result);
   // The table so far after each workload, so a run cut short still shows what it measured.

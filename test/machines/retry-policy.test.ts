@@ -23,24 +23,25 @@ const ALMOST_ONE = 1 - Number.EPSILON;
 describe('retryDelayMs', () => {
   // random 0.5 is the unjittered midpoint; 0 and just under 1 are the jitter bounds.
   it.each([
-    { attempt: 1, random: 0.5, expected: 500, lane: 'fast' },
-    { attempt: 2, random: 0.5, expected: 1 * SECOND, lane: 'fast' },
-    { attempt: 3, random: 0.5, expected: 2 * SECOND, lane: 'fast' },
-    { attempt: 4, random: 0.5, expected: 4 * SECOND, lane: 'fast' },
-    { attempt: 5, random: 0.5, expected: 1 * MINUTE, lane: 'slow' },
-    { attempt: 6, random: 0.5, expected: 5 * MINUTE, lane: 'slow' },
-    { attempt: 7, random: 0.5, expected: 30 * MINUTE, lane: 'slow' },
-    { attempt: 8, random: 0.5, expected: 2 * HOUR, lane: 'slow' },
-    { attempt: 9, random: 0.5, expected: 5 * HOUR, lane: 'slow' },
-    { attempt: 10, random: 0.5, expected: 10 * HOUR, lane: 'slow' },
-    { attempt: 15, random: 0.5, expected: 10 * HOUR, lane: 'slow' },
+    { attempt: 1, random: 0.5, expected: 250, lane: 'fast' },
+    { attempt: 2, random: 0.5, expected: 500, lane: 'fast' },
+    { attempt: 3, random: 0.5, expected: 1 * SECOND, lane: 'fast' },
+    { attempt: 4, random: 0.5, expected: 2 * SECOND, lane: 'fast' },
+    { attempt: 5, random: 0.5, expected: 4 * SECOND, lane: 'fast' },
+    { attempt: 6, random: 0.5, expected: 1 * MINUTE, lane: 'slow' },
+    { attempt: 7, random: 0.5, expected: 5 * MINUTE, lane: 'slow' },
+    { attempt: 8, random: 0.5, expected: 30 * MINUTE, lane: 'slow' },
+    { attempt: 9, random: 0.5, expected: 2 * HOUR, lane: 'slow' },
+    { attempt: 10, random: 0.5, expected: 5 * HOUR, lane: 'slow' },
+    { attempt: 11, random: 0.5, expected: 10 * HOUR, lane: 'slow' },
+    { attempt: 16, random: 0.5, expected: 10 * HOUR, lane: 'slow' },
     { attempt: 40, random: 0.5, expected: 10 * HOUR, lane: 'slow' },
-    { attempt: 1, random: 0, expected: 400, lane: 'fast' },
-    { attempt: 1, random: ALMOST_ONE, expected: 600, lane: 'fast' },
-    { attempt: 4, random: 0, expected: 3_200, lane: 'fast' },
-    { attempt: 4, random: ALMOST_ONE, expected: 4_800, lane: 'fast' },
-    { attempt: 5, random: 0, expected: 54 * SECOND, lane: 'slow' },
-    { attempt: 10, random: ALMOST_ONE, expected: 11 * HOUR, lane: 'slow' },
+    { attempt: 1, random: 0, expected: 200, lane: 'fast' },
+    { attempt: 1, random: ALMOST_ONE, expected: 300, lane: 'fast' },
+    { attempt: 5, random: 0, expected: 3_200, lane: 'fast' },
+    { attempt: 5, random: ALMOST_ONE, expected: 4_800, lane: 'fast' },
+    { attempt: 6, random: 0, expected: 54 * SECOND, lane: 'slow' },
+    { attempt: 11, random: ALMOST_ONE, expected: 11 * HOUR, lane: 'slow' },
   ])('attempt $attempt, random $random → $expected ms ($lane)', ({ attempt, random, expected, lane }) => {
     expect(retryDelayMs({ attempt, random })).toBe(expected);
     expect(laneOf(attempt)).toBe(lane);
@@ -53,12 +54,12 @@ describe('retryDelayMs', () => {
       expected: 30 * SECOND,
       why: 'longer than the schedule: wait as asked',
     },
-    { attempt: 1, retryAfterMs: 100, expected: 500, why: 'shorter than the schedule: the schedule wins' },
-    { attempt: 6, retryAfterMs: 1 * HOUR, expected: 1 * HOUR, why: 'in the slow lane too' },
+    { attempt: 1, retryAfterMs: 100, expected: 250, why: 'shorter than the schedule: the schedule wins' },
+    { attempt: 7, retryAfterMs: 1 * HOUR, expected: 1 * HOUR, why: 'in the slow lane too' },
     { attempt: 1, retryAfterMs: 7 * 24 * HOUR, expected: MAX_RETRY_AFTER_MS, why: 'capped' },
     { attempt: 1, retryAfterMs: 1_500.2, expected: 1_501, why: 'rounded up, never early' },
-    { attempt: 1, retryAfterMs: -5, expected: 500, why: 'nonsense is ignored' },
-    { attempt: 1, retryAfterMs: Number.NaN, expected: 500, why: 'NaN is ignored' },
+    { attempt: 1, retryAfterMs: -5, expected: 250, why: 'nonsense is ignored' },
+    { attempt: 1, retryAfterMs: Number.NaN, expected: 250, why: 'NaN is ignored' },
   ])(
     'Retry-After $retryAfterMs on attempt $attempt → $expected ms ($why)',
     ({ attempt, retryAfterMs, expected }) => {
@@ -80,9 +81,9 @@ describe('retryDelayMs', () => {
   });
 
   it('clamps a random sample outside [0, 1) and treats a non-number as no jitter', () => {
-    expect(retryDelayMs({ attempt: 1, random: -3 })).toBe(400);
-    expect(retryDelayMs({ attempt: 1, random: 7 })).toBe(600);
-    expect(retryDelayMs({ attempt: 1, random: Number.NaN })).toBe(500);
+    expect(retryDelayMs({ attempt: 1, random: -3 })).toBe(200);
+    expect(retryDelayMs({ attempt: 1, random: 7 })).toBe(300);
+    expect(retryDelayMs({ attempt: 1, random: Number.NaN })).toBe(250);
   });
 
   it('rejects an attempt number that is not a positive integer', () => {
@@ -97,8 +98,8 @@ describe('the schedule as a whole', () => {
     delays.reduce((sum, delay) => sum + delay * (1 + spread), 0);
 
   it('fits the fast lane inside the 30 s delivery target, even at the top of the jitter', () => {
-    expect(FAST_LANE_DELAYS_MS).toHaveLength(4);
-    expect(worstCase(FAST_LANE_DELAYS_MS, FAST_LANE_JITTER)).toBeLessThanOrEqual(9 * SECOND);
+    expect(FAST_LANE_DELAYS_MS).toHaveLength(5);
+    expect(worstCase(FAST_LANE_DELAYS_MS, FAST_LANE_JITTER)).toBeLessThanOrEqual(9.3 * SECOND);
   });
 
   it('keeps the slow lane going for days, like Stripe (up to 3 days), and then gives up', () => {
