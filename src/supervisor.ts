@@ -36,14 +36,9 @@ import { createActor, type Actor, type Snapshot } from 'xstate';
 import type { Logger } from './logging/logger.ts';
 import type { CallLogic } from './machines/call.actors.ts';
 import type { CallExternalEvent, CallStateName } from './machines/call.events.ts';
-import { CALL_MACHINE_VERSION } from './machines/call.machine.ts';
+import { CALL_MACHINE_VERSION, restoredContext } from './machines/call.machine.ts';
 import type { TranscriptItem } from './payload/call-data.ts';
-import {
-  NO_DELIVERY_ATTEMPTS,
-  type CallContext,
-  type CallLimits,
-  type CallMachineInput,
-} from './machines/call.types.ts';
+import type { CallContext, CallLimits, CallMachineInput } from './machines/call.types.ts';
 import type { TimeSource } from './machines/timer.actor.ts';
 import { DEFAULT_CALL_LIMITS } from './machines/defaults.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
@@ -970,14 +965,10 @@ export class Supervisor implements CallApi {
         transcript = mergeTranscript(transcript, logged.items);
       }
     }
-    // Snapshots stored before the machine counted CRM attempts (`attempts`) start at none.
-    const attempts = { ...NO_DELIVERY_ATTEMPTS, ...stored.context.attempts };
+    const context = restoredContext({ ...stored.context, transcript }, this.#deps.time.now());
     // XState's types still ask for `input` when restoring a snapshot (statelyai/xstate#4915).
     return createActor(this.#deps.logic, {
-      snapshot: {
-        ...stored,
-        context: { ...stored.context, transcript, attempts },
-      } as unknown as Snapshot<unknown>,
+      snapshot: { ...stored, context } as unknown as Snapshot<unknown>,
       input: undefined,
       id: row.callId,
     });

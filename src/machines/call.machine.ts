@@ -345,7 +345,17 @@ function initialContext(input: CallMachineInput): CallContext {
     failure: null,
     outcome: null,
     retries: 0,
+    restoredAt: null,
   };
+}
+
+/**
+ * A stored context made ready to restore at `at`: marked restored (its effects in flight are
+ * re-run, and may repeat what already happened), with the fields that snapshots stored by an
+ * earlier release of this machine version lack filled in (`attempts` came later).
+ */
+export function restoredContext(stored: CallContext, at: number): CallContext {
+  return { ...stored, attempts: { ...NO_DELIVERY_ATTEMPTS, ...stored.attempts }, restoredAt: at };
 }
 
 /** The call's attempts with one more finished attempt of `step`. */
@@ -943,6 +953,7 @@ export const callMachine = setup({
                         roomName: context.call.roomName,
                         egressId: context.egress.id,
                         attempt: context.egress.startAttempts,
+                        mayHaveStarted: context.egress.startAttempts > 1 || context.restoredAt !== null,
                       }),
                       onDone: [
                         {

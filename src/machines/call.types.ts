@@ -141,15 +141,18 @@ export interface LiveKitClientInput {
 /**
  * Input of `startEgress`, which must be idempotent. The machine runs it only while it knows no
  * egress id (`egressId` is `null` today; the field is there should a later version restart a
- * known egress), so an attempt restarted after a crash must first look for an active egress of
- * the room (`ListEgress({ roomName, active: true })`) and return it instead of starting another:
- * LiveKit may have started one whose id never reached the persisted snapshot.
+ * known egress), so an attempt that may repeat an earlier one (`mayHaveStarted`: a later
+ * attempt, or any attempt of a restored call) must first look for an active egress of the room
+ * (`ListEgress({ roomName, active: true })`) and return it instead of starting another: LiveKit
+ * may have started one whose id never reached the persisted snapshot. A new call's first
+ * attempt cannot repeat anything, so it starts at once.
  */
 export interface StartEgressInput {
   callId: string;
   roomName: string;
   egressId: string | null;
   attempt: number;
+  mayHaveStarted: boolean;
 }
 
 export interface StartEgressResult {
@@ -336,6 +339,11 @@ export interface CallContext {
   outcome: CallOutcome | null;
   /** How many times a failed call was re-driven. */
   retries: number;
+  /**
+   * When this context was last restored from a stored snapshot (`restoredContext`), else null:
+   * an effect in flight then may already have reached LiveKit or the CRM.
+   */
+  restoredAt: number | null;
 }
 
 export interface CallOutput {

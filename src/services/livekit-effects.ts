@@ -5,8 +5,11 @@
  *
  * Idempotency policy, so that restoring a call (which re-runs the effect in flight) never
  * records twice:
- * - start: an egress id already in context is reused while LiveKit still knows it; otherwise an
- *   egress still active for the room is adopted before a new one is started.
+ * - start: an egress id already in context is reused while LiveKit still knows it; otherwise,
+ *   when an earlier attempt may have reached LiveKit (`mayHaveStarted`: a retry, or a restored
+ *   call), an egress still active for the room is adopted before a new one is started. A new
+ *   call's first attempt starts at once: there is nothing to adopt, and a room's leftover
+ *   egress from an earlier call is not this call's recording.
  * - stop: an egress that already ended (412) or that LiveKit forgot (404) counts as stopped.
  */
 import { CallsyncError } from '../errors.ts';
@@ -55,8 +58,10 @@ export function createLiveKitEffects(options: LiveKitEffectsOptions): LiveKitEff
           if (!(error instanceof CallsyncError && error.code === 'LIVEKIT_NOT_FOUND')) throw error;
         }
       }
-      const [running] = await client.listActive(input.roomName);
-      if (running) return { egressId: running.egressId, roomSid: running.roomId || undefined };
+      if (input.mayHaveStarted) {
+        const [running] = await client.listActive(input.roomName);
+        if (running) return { egressId: running.egressId, roomSid: running.roomId || undefined };
+      }
       const started = await client.startRecording({
         roomName: input.roomName,
         filepath: recordingFilepath,

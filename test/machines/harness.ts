@@ -29,8 +29,9 @@ import {
   type CrmEffects,
   type LiveKitEffects,
 } from '../../src/machines/call.actors.ts';
-import { CALL_MACHINE_VERSION } from '../../src/machines/call.machine.ts';
+import { CALL_MACHINE_VERSION, restoredContext } from '../../src/machines/call.machine.ts';
 import type {
+  CallContext,
   CallMachineInput,
   CheckEgressInput,
   EgressOutcome,
@@ -359,8 +360,13 @@ abstract class Harness<TActor extends CallActor | UploadActor, TEmitted> {
     this.actor.stop();
     this.clock.set(this.clock.now() + downtimeMs);
     this.restores += 1;
-    this.launch(json);
+    this.launch(this.asRestored(json));
     await flush();
+  }
+
+  /** The stored JSON as the supervisor hands it to a restored actor (the call's: `restoredContext`). */
+  protected asRestored(json: string): string {
+    return json;
   }
 
   /** True when what was last persisted is what the actor would persist now. */
@@ -410,6 +416,11 @@ export class CallHarness extends Harness<CallActor, CallEmitted> {
 
   send(event: Parameters<CallActor['send']>[0]): void {
     this.actor.send(event);
+  }
+
+  protected override asRestored(json: string): string {
+    const stored = JSON.parse(json) as { context: CallContext };
+    return JSON.stringify({ ...stored, context: restoredContext(stored.context, this.clock.now()) });
   }
 
   /**

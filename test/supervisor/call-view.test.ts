@@ -91,6 +91,7 @@ function deliveredContext(): CallContext {
     failure: null,
     outcome: 'delivered',
     retries: 0,
+    restoredAt: null,
   };
 }
 
