@@ -17,6 +17,8 @@ import {
 } from '../helpers/livekit-emulator-harness.ts';
 
 const ROOM = 'room-effects';
+const CALL = { callId: 'call-1', roomName: ROOM };
+const signal = new AbortController().signal;
 let lk: LiveKitHarness;
 let effects: LiveKitEffects<CallEgressClient>;
 let client: CallEgressClient;
@@ -29,7 +31,7 @@ beforeEach(async () => {
     apiSecret: TEST_API_SECRET,
     recordingFilepath: 'calls/{room_name}-{time}',
   });
-  client = effects.open();
+  client = effects.open(CALL);
   lk.emulator.createRoom({ name: ROOM });
   lk.emulator.startSipCall({ room: ROOM, callerNumber: '+918655066243' });
 });
@@ -49,20 +51,20 @@ const egressesOfRoom = () => lk.emulator.listEgress({ roomName: ROOM });
 
 describe('startEgress', () => {
   it('adopts the egress an earlier attempt started, for a retry and for a restored call', async () => {
-    const first = await effects.startEgress(client, input(false));
+    const first = await effects.startEgress(client, input(false), signal);
     expect(egressesOfRoom()).toHaveLength(1);
 
     // The answer was lost (a timeout, a crash): the next attempt finds the same egress.
-    expect(await effects.startEgress(client, input(true, 2))).toEqual(first);
-    const restored = effects.open();
-    expect(await effects.startEgress(restored, input(true, 1))).toEqual(first);
+    expect(await effects.startEgress(client, input(true, 2), signal)).toEqual(first);
+    const restored = effects.open(CALL);
+    expect(await effects.startEgress(restored, input(true, 1), signal)).toEqual(first);
     await effects.close(restored);
     expect(egressesOfRoom()).toHaveLength(1);
   });
 
   it("starts a new call's first attempt at once, leaving an earlier call's egress alone", async () => {
-    const earlier = await effects.startEgress(client, input(false));
-    const fresh = await effects.startEgress(client, { ...input(false), callId: 'call-2' });
+    const earlier = await effects.startEgress(client, input(false), signal);
+    const fresh = await effects.startEgress(client, { ...input(false), callId: 'call-2' }, signal);
     expect(fresh.egressId).not.toBe(earlier.egressId);
     expect(
       egressesOfRoom()
