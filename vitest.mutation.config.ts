@@ -17,6 +17,7 @@ export default defineConfig({
       'test/machines/timer.actor.test.ts',
       'test/machines/call.machine.test.ts',
       'test/machines/call.machine.emitted.test.ts',
+      'test/machines/call.actors.test.ts',
       'test/machines/call.states.test.ts',
       'test/machines/upload.machine.model.test.ts',
       'test/machines/upload.machine.crash.model.test.ts',

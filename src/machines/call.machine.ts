@@ -138,15 +138,13 @@ type EndTrigger = EndEvent | RoomFinishedEvent | TimerFired<'timer.max_call_dura
 // ---------------------------------------------------------------------------------------------
 // Pure helpers
 
-/** The time an event happened, whatever carried it (see `Stamped`, `TimerFired`, `CallExternalEvent`). */
+/**
+ * The time an event happened, whatever carried it (see `Stamped`, `TimerFired`,
+ * `CallExternalEvent`); undefined for XState's own events (its start), whose callers fall back to
+ * the call's creation time.
+ */
 function eventTime(event: EventObject): number | undefined {
-  const candidate = event as {
-    at?: unknown;
-    output?: unknown;
-    error?: unknown;
-    input?: unknown;
-    snapshot?: unknown;
-  };
+  const candidate = event as { at?: unknown; output?: unknown; error?: unknown };
   if (typeof candidate.at === 'number') return candidate.at;
   for (const carrier of [candidate.output, candidate.error]) {
     if (
@@ -156,10 +154,6 @@ function eventTime(event: EventObject): number | undefined {
     ) {
       return (carrier as { at: number }).at;
     }
-  }
-  if (typeof candidate.input === 'object' && candidate.input !== null) {
-    const now = (candidate.input as { now?: unknown }).now;
-    if (typeof now === 'number') return now;
   }
   return undefined;
 }
