@@ -19,6 +19,8 @@ export default defineConfig({
       'test/machines/call.machine.emitted.test.ts',
       'test/machines/call.actors.test.ts',
       'test/machines/call.states.test.ts',
+      // callStateOf's table, written from the design card (it lives with the supervisor's tests).
+      'test/supervisor/call-state.test.ts',
       'test/machines/upload.machine.model.test.ts',
       'test/machines/upload.machine.crash.model.test.ts',
       'test/machines/reference-model.property.test.ts',
