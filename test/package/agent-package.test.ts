@@ -1,6 +1,6 @@
 /**
- * Issue 14 item 3: `callsync/agent` as a separate agent project gets it. `npm pack` (its
- * `prepare` step builds `dist/`) makes the tarball; a scratch project outside the repository
+ * Issue 14 item 3: `callsync/agent` as a separate agent project gets it. `npm pack` of the
+ * built `dist/` makes the tarball; a scratch project outside the repository
  * installs it next to @livekit/agents, @livekit/rtc-node and zod (the versions in our lockfile,
  * from npm's cache where it has them); the workspace's `tsc` typechecks and compiles the small
  * agent in `agent-project/` (only the package's public API, its types checked to be real); and
@@ -12,6 +12,7 @@
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +33,7 @@ const run = promisify(execFile);
 const REPO_DIR = fileURLToPath(new URL('../../', import.meta.url));
 const AGENT_PROJECT_DIR = fileURLToPath(new URL('./agent-project/', import.meta.url));
 const TSC = join(REPO_DIR, 'node_modules', 'typescript', 'bin', 'tsc');
-/** Packing builds `dist/` (tsc), installing writes ~350 packages; two busy cores take their time. */
+/** Installing writes ~350 packages; two busy cores take their time. */
 const SETUP_TIMEOUT_MS = 240_000;
 const TEST_TIMEOUT_MS = 120_000;
 const OUTPUT_BYTES_MAX = 64 * 1024 * 1024;
@@ -101,7 +102,16 @@ let agent: ChildProcessWithoutNullStreams | undefined;
 
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'callsync-agent-package-'));
-  const [packed] = JSON.parse(await npm(['pack', '--json', '--pack-destination', workDir], REPO_DIR)) as {
+  // Packed from the `dist/` already built (`npm run build`; `.ci/run` builds before the tests),
+  // with --ignore-scripts: `prepare` would rebuild `dist/` in place, deleting it first, under the
+  // test files running the built binary meanwhile (the CLI's tests failed on a missing
+  // dist/cli/main.js that way). `npm ci` runs `prepare` itself.
+  if (!existsSync(join(REPO_DIR, 'dist', 'agent', 'index.js'))) {
+    throw new Error('dist/ is missing: run `npm run build` before this test');
+  }
+  const [packed] = JSON.parse(
+    await npm(['pack', '--json', '--ignore-scripts', '--pack-destination', workDir], REPO_DIR),
+  ) as {
     filename: string;
     files: { path: string }[];
   }[];
