@@ -459,41 +459,45 @@ const collecting = {
   },
 } as const;
 
-/**
- * The recording step gave up (its error, or the upload machine broke): the call data goes
- * without it (recording policy), so the call ends `partial`, never `failed`, for a recording.
- */
-const recordingGaveUp = (error: (args: MapperArgs) => ErrorInfo) =>
-  ({
-    target: '#call.active.preparingData',
-    actions: {
-      type: 'recordingMissing',
-      params: (args: MapperArgs) => {
-        const info = error(args);
-        return {
-          reason: missingReasonOfError(info),
-          error: info,
-          at: eventTime(args.event) ?? args.context.createdAt,
-        };
-      },
-    },
-  }) as const;
-
-/** A step's output when its last attempt failed: that attempt, counted and journaled. */
-const lastAttemptParams = ({ event }: MapperArgs) => {
+/** A step that gave up after its attempts: the last one's number, its error and its time. */
+const gaveUpOutputOf = ({ event }: MapperArgs) => {
   const { output } = event as DoneActorEvent<UploadOutput>;
   return {
     step: output.step,
-    attempt: output.attempts,
+    attempts: output.attempts,
     error: output.status === 'failed' ? output.error : unknownError,
     at: output.at,
   };
 };
 
-const recordingGaveUpAfterAttempts = recordingGaveUp(({ event }) => {
-  const { output } = event as DoneActorEvent<UploadOutput>;
-  return output.status === 'failed' ? output.error : unknownError;
-});
+/** That last attempt, counted and journaled, before the step's own outcome. */
+const lastAttemptFailed = { type: 'lastAttemptFailed', params: gaveUpOutputOf } as const;
+
+/**
+ * The recording step gave up (its error, or the upload machine broke): the call data goes
+ * without it (recording policy), so the call ends `partial`, never `failed`, for a recording.
+ */
+const recordingGaveUp = (
+  error: (args: MapperArgs) => ErrorInfo,
+  before: readonly [] | readonly [typeof lastAttemptFailed] = [],
+) =>
+  ({
+    target: '#call.active.preparingData',
+    actions: [
+      ...before,
+      {
+        type: 'recordingMissing',
+        params: (args: MapperArgs) => {
+          const info = error(args);
+          return {
+            reason: missingReasonOfError(info),
+            error: info,
+            at: eventTime(args.event) ?? args.context.createdAt,
+          };
+        },
+      },
+    ],
+  }) as const;
 
 const recordingStepOutcome = {
   onDone: [
@@ -502,13 +506,7 @@ const recordingStepOutcome = {
       target: '#call.active.preparingData',
       actions: { type: 'deliveryAcknowledged', params: uploadOutputParams },
     },
-    {
-      ...recordingGaveUpAfterAttempts,
-      actions: [
-        { type: 'lastAttemptFailed', params: lastAttemptParams },
-        recordingGaveUpAfterAttempts.actions,
-      ],
-    },
+    recordingGaveUp((args) => gaveUpOutputOf(args).error, [lastAttemptFailed]),
   ],
   onError: recordingGaveUp(({ event }) => toErrorInfo((event as ErrorActorEvent).error)),
 } as const;
@@ -534,21 +532,7 @@ const deliveryInvoke = (id: string, step: DeliveryStep, next: '#call.active.prep
       },
       {
         target: '#call.failed',
-        actions: [
-          { type: 'lastAttemptFailed', params: lastAttemptParams },
-          {
-            type: 'deliveryFailed',
-            params: ({ event }: MapperArgs) => {
-              const { output } = event as DoneActorEvent<UploadOutput>;
-              return {
-                step,
-                error: output.status === 'failed' ? output.error : unknownError,
-                attempts: output.attempts,
-                at: output.at,
-              };
-            },
-          },
-        ],
+        actions: [lastAttemptFailed, { type: 'deliveryFailed', params: gaveUpOutputOf }],
       },
     ],
     // The upload machine itself broke (a bug, not a CRM answer): fail visibly, RETRY-able.
@@ -841,9 +825,9 @@ export const callMachine = setup({
     lastAttemptFailed: enqueueActions(
       (
         { context, enqueue },
-        params: { step: DeliveryStep; attempt: number; error: ErrorInfo; at: number },
+        params: { step: DeliveryStep; attempts: number; error: ErrorInfo; at: number },
       ) => {
-        const { step, attempt, error, at } = params;
+        const { step, attempts: attempt, error, at } = params;
         enqueue.assign({ attempts: withAttempt(context, step) });
         enqueue.emit({
           type: 'upload.attempt_failed',
