@@ -189,7 +189,7 @@ describe('LiveKit emulator: webhook delivery', () => {
     lk.emulator.startSipCall({ room: 'quiet', callerNumber: TEST_CALLER, agent: false });
     lk.emulator.hangUp({ room: 'quiet' });
 
-    // Deliveries to one URL are ordered, so nothing was skipped in between.
+    // A room's deliveries to one URL are ordered, so nothing was skipped in between.
     expect((await nextEvents(lk, 3)).map((e) => `${e.event}:${e.room?.name}`)).toEqual([
       'room_started:quiet',
       'track_published:quiet',
@@ -219,6 +219,25 @@ describe('LiveKit emulator: webhook delivery', () => {
     expect(await delayed).toMatchObject({ name: 'room_started', delayMs: 50 });
     expect(lk.sink.received).toEqual([]);
     expect((await nextEvents(lk, 2)).map((e) => e.event)).toEqual(['room_started', 'participant_joined']);
+  });
+
+  it("queues per resource, as LiveKit does: a room's stuck event holds back its own, not its egress's", async () => {
+    const lk = await harness();
+    // Far beyond the test's life: room_started is stuck in the room's queue until close.
+    lk.emulator.setRoomBehaviour('stuck', { webhooks: { delayMs: { room_started: 3_600_000 } } });
+    const egressEnded = lk.emulator.waitForEvent('webhook:delivered', (w) => w.name === 'egress_ended');
+    await recordCall(lk, 'stuck');
+    await egressEnded;
+
+    const delivered = await Promise.all(
+      lk.sink.received.map((d) => lk.receiver.receive(d.rawBody, d.authorization)),
+    );
+    expect(delivered.map(describeEvent)).toEqual([
+      'egress_started:EGRESS_STARTING',
+      'egress_updated:EGRESS_ACTIVE',
+      'egress_updated:EGRESS_ENDING',
+      'egress_ended:EGRESS_COMPLETE',
+    ]);
   });
 
   it('reorders on request: egress_ended before the egress_updated events', async () => {

@@ -2,9 +2,13 @@
  * Webhook delivery, as LiveKit's `URLNotifier` does it, plus the per-room faults tests ask for.
  *
  * Policy:
- * - One ordered queue per target URL: an event is delivered (or given up on) before the next
- *   one to that URL starts, so a slow or delayed event holds back later ones. Reordering only
- *   happens through an explicit `hold` behaviour.
+ * - One ordered queue per target URL and resource, as LiveKit's `ResourceURLNotifier` (its
+ *   default notifier) keys them with `EventKey`: an egress's events by its egress id, a room's,
+ *   its participants' and tracks' by the room's name. Within a queue an event is delivered (or
+ *   given up on) before the next one starts, so a slow or delayed event holds back later ones
+ *   of the same resource; queues run concurrently, so a room's egress events may overtake its
+ *   participant events, as they may from LiveKit. Other reordering only happens through an
+ *   explicit `hold` behaviour.
  * - Non-2xx answers and network errors are retried with exponential backoff, a few times,
  *   like go-retryablehttp; then the event is lost for that target (LiveKit keeps no outbox).
  * - Faults (`drop`, `duplicate`, `delayMs`, `hold`) are read from the room's behaviour when the
@@ -50,8 +54,20 @@ interface PreparedWebhook extends EmittedWebhook {
 interface Delivery {
   webhook: PreparedWebhook;
   target: WebhookTarget;
+  /** The resource queue it goes through (`eventKey`). */
+  queue: string;
   delayMs: number;
   duplicate: boolean;
+}
+
+/** The resource an event's queue is keyed by: LiveKit's `webhook.EventKey`, in its order. */
+export function eventKey(event: WebhookEvent): string {
+  if (event.egressInfo) return event.egressInfo.egressId;
+  if (event.ingressInfo) return event.ingressInfo.ingressId;
+  if (event.room) return event.room.name;
+  if (event.participant) return event.participant.identity;
+  if (event.track) return event.track.sid;
+  return 'default';
 }
 
 export class WebhookDispatcher {
@@ -127,7 +143,10 @@ export class WebhookDispatcher {
     }
 
     const releases = behaviour?.hold?.filter((rule) => rule.until === name).map((rule) => rule.event) ?? [];
-    if (releases.length > 0) this.#release(roomName, (held) => releases.includes(held.name));
+    // Released behind the event that releases them: in its queue, so they arrive after it.
+    if (releases.length > 0) {
+      this.#release(roomName, (held) => releases.includes(held.name), eventKey(webhook.event));
+    }
   }
 
   /** Delivers every event a `hold` behaviour is keeping back for the room, in emission order. */
@@ -150,27 +169,28 @@ export class WebhookDispatcher {
     await Promise.all([...this.#queues.values()]);
   }
 
-  #release(roomName: string, matches: (webhook: PreparedWebhook) => boolean): void {
+  #release(roomName: string, matches: (webhook: PreparedWebhook) => boolean, queue?: string): void {
     const held = this.#held.get(roomName) ?? [];
     const keep = held.filter((webhook) => !matches(webhook));
     if (keep.length > 0) this.#held.set(roomName, keep);
     else this.#held.delete(roomName);
-    for (const webhook of held.filter(matches)) this.#enqueue(webhook);
+    for (const webhook of held.filter(matches)) this.#enqueue(webhook, queue);
   }
 
-  #enqueue(webhook: PreparedWebhook): void {
+  /** `queue`: the resource whose queue it joins, its own by default. */
+  #enqueue(webhook: PreparedWebhook, queue = eventKey(webhook.event)): void {
     const behaviour = this.#behaviourFor(webhook.roomName)?.webhooks;
     const delayMs = Math.max(0, perEventValue(behaviour?.delayMs, webhook.name) ?? 0);
     const copies = appliesTo(behaviour?.duplicate, webhook.name) ? 2 : 1;
     for (const target of webhook.targets) {
       for (let copy = 0; copy < copies; copy++) {
-        this.#append({ webhook, target, delayMs: copy === 0 ? delayMs : 0, duplicate: copy > 0 });
+        this.#append({ webhook, target, queue, delayMs: copy === 0 ? delayMs : 0, duplicate: copy > 0 });
       }
     }
   }
 
   #append(delivery: Delivery): void {
-    const key = delivery.target.url;
+    const key = `${delivery.target.url} ${delivery.queue}`;
     const tail = this.#queues.get(key) ?? Promise.resolve();
     const next = tail.then(() => this.#deliver(delivery));
     this.#queues.set(key, next);
