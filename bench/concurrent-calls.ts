@@ -70,7 +70,11 @@ const logic = createCallLogic({
 const supervisor = new Supervisor({
   store: new SqliteCallStore(join(dir, 'callsync.db')),
   logic,
-  webhooks: { verify: () => Promise.reject(new Error('no webhooks in this bench')) },
+  webhooks: {
+    verify: () => {
+      throw new Error('no webhooks in this bench');
+    },
+  },
   logger: pino({ level: 'silent' }),
   metrics: recorder,
   renderMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),

@@ -163,7 +163,7 @@ export interface SupervisorEventMap {
 }
 
 export interface WebhookVerifier {
-  verify(rawBody: string, authorization: string | undefined): Promise<LiveKitWebhook>;
+  verify(rawBody: string, authorization: string | undefined): LiveKitWebhook;
 }
 
 export interface SupervisorDeps {
@@ -885,7 +885,7 @@ export class Supervisor implements CallApi {
   async handleWebhook(rawBody: string, authorization: string | undefined): Promise<void> {
     let webhook: LiveKitWebhook;
     try {
-      webhook = await this.#deps.webhooks.verify(rawBody, authorization);
+      webhook = this.#deps.webhooks.verify(rawBody, authorization);
     } catch (error) {
       this.#deps.metrics.webhookReceived({ event: 'unknown', result: 'unauthorized' });
       if (error instanceof CallsyncError) throw new ApiError('WEBHOOK_UNAUTHORIZED', error.message);

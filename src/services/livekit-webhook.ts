@@ -1,20 +1,32 @@
 /**
- * LiveKit webhook verification, over livekit-server-sdk's `WebhookReceiver`.
+ * LiveKit webhook verification, as livekit-server-sdk's `WebhookReceiver` checks it, with the
+ * token verified synchronously by fast-jwt over node:crypto.
  *
- * Policy: a webhook is trusted only if its `Authorization` header is a JWT signed with our
- * API secret, issued by our API key, unexpired, whose `sha256` claim matches the SHA-256 of the
- * exact bytes received. So the raw body must be passed as received (never a re-serialised
- * object), and the header verbatim: LiveKit sends the bare JWT, no `Bearer ` prefix. A bad
- * webhook is a `WEBHOOK_UNAUTHORIZED` error and changes nothing.
+ * Policy: a webhook is trusted only if its `Authorization` header is a JWT signed (HS256) with
+ * our API secret, issued by our API key, unexpired and already valid (10 s of clock skew
+ * allowed), whose `sha256` claim matches the SHA-256 of the exact bytes received. So the raw
+ * body must be passed as received (never a re-serialised object), and the header verbatim:
+ * LiveKit sends the bare JWT, no `Bearer ` prefix. A bad webhook is a `WEBHOOK_UNAUTHORIZED`
+ * error and changes nothing.
+ *
+ * Why not the SDK's receiver: it verifies through WebCrypto (jose, `crypto.subtle.digest`),
+ * about 190 µs of CPU per webhook here against about 20 µs for the same checks over node:crypto,
+ * and LiveKit sends about twelve webhooks per call. The body is still decoded by the SDK's own
+ * `WebhookEvent.fromJson`, as its receiver does.
  *
  * Verified events are reduced to the JSON-safe facts callsync acts on.
  */
-import { WebhookReceiver } from 'livekit-server-sdk';
+import { createHash } from 'node:crypto';
+import { createVerifier } from 'fast-jwt';
+import { WebhookEvent } from 'livekit-server-sdk';
 import { CallsyncError } from '../errors.ts';
 import { toEgressSnapshot, type EgressSnapshot } from './egress.client.ts';
 
 /** How far LiveKit's clock may be from ours when checking the token's times. */
 export const WEBHOOK_CLOCK_TOLERANCE_SECONDS = 10;
+/** LiveKit signs webhooks with HS256 only (`auth.AccessToken` in livekit/protocol). */
+const WEBHOOK_ALGORITHMS = ['HS256'] as const;
+const MS_PER_SECOND = 1_000;
 
 export interface LiveKitWebhook {
   /** LiveKit's event id ("EV_…"); the same event delivered twice has the same id. */
@@ -36,31 +48,45 @@ export interface LiveKitWebhook {
 
 export class WebhookError extends CallsyncError {}
 
+type EventJson = Parameters<typeof WebhookEvent.fromJson>[0];
+
 export class LiveKitWebhookVerifier {
-  readonly #receiver: WebhookReceiver;
+  readonly #verifyToken: (token: string) => { sha256?: unknown };
 
   constructor(options: { apiKey: string; apiSecret: string }) {
-    this.#receiver = new WebhookReceiver(options.apiKey, options.apiSecret);
+    this.#verifyToken = createVerifier({
+      key: options.apiSecret,
+      algorithms: [...WEBHOOK_ALGORITHMS],
+      allowedIss: options.apiKey,
+      // A token LiveKit made always has them; one without is refused, not waved through.
+      requiredClaims: ['iss', 'exp', 'sha256'],
+      clockTolerance: WEBHOOK_CLOCK_TOLERANCE_SECONDS * MS_PER_SECOND,
+    });
   }
 
   /** Verifies and decodes a webhook. `rawBody` must be the exact bytes received, as UTF-8. */
-  async verify(rawBody: string, authorization: string | undefined): Promise<LiveKitWebhook> {
-    if (!authorization) {
-      throw new WebhookError('WEBHOOK_UNAUTHORIZED', 'LiveKit webhook without an Authorization header', {
-        retryable: false,
-      });
+  verify(rawBody: string, authorization: string | undefined): LiveKitWebhook {
+    if (!authorization) throw unauthorized('LiveKit webhook without an Authorization header');
+    let claims;
+    try {
+      claims = this.#verifyToken(authorization);
+    } catch (error) {
+      // fast-jwt's messages name the failed check (signature, issuer, expiry, a missing claim)
+      // and never echo the token.
+      throw unauthorized(
+        `LiveKit webhook rejected: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    if (claims.sha256 !== createHash('sha256').update(rawBody, 'utf8').digest('base64')) {
+      throw unauthorized('LiveKit webhook rejected: the sha256 of the body does not match its token');
     }
     let event;
     try {
-      event = await this.#receiver.receive(rawBody, authorization, false, WEBHOOK_CLOCK_TOLERANCE_SECONDS);
+      event = WebhookEvent.fromJson(JSON.parse(rawBody) as EventJson, { ignoreUnknownFields: true });
     } catch (error) {
-      // The receiver's messages name the failed check (signature, issuer, expiry, sha256) and
-      // never echo the token.
+      // Signed with our secret, yet not a webhook event: refused all the same, never acted on.
       const reason = error instanceof Error ? error.message : String(error);
-      throw new WebhookError('WEBHOOK_UNAUTHORIZED', `LiveKit webhook rejected: ${reason}`, {
-        retryable: false,
-        cause: error,
-      });
+      throw unauthorized(`LiveKit webhook rejected: its body is not a webhook event (${reason})`);
     }
     return {
       id: event.id,
@@ -72,4 +98,9 @@ export class LiveKitWebhookVerifier {
       participantIdentity: event.participant?.identity ?? null,
     };
   }
+}
+
+/** No `cause`: the library's errors are summed up in the message, so nothing else reaches a log. */
+function unauthorized(message: string): WebhookError {
+  return new WebhookError('WEBHOOK_UNAUTHORIZED', message, { retryable: false });
 }
