@@ -361,7 +361,7 @@ describe('webhooks take effect once, for the room instance they are about', () =
     // The earlier room_finished arrives again, validly signed: it ends nothing.
     const replay = await h.api('POST', '/livekit/webhook', earlierRoomFinished, {
       'content-type': 'application/webhook+json',
-      authorization: await signWebhook({ body: earlierRoomFinished, apiKey: API_KEY, apiSecret: API_SECRET }),
+      authorization: signWebhook({ body: earlierRoomFinished, apiKey: API_KEY, apiSecret: API_SECRET }),
     });
     expect(replay.status).toBe(200);
     expect((await h.api('GET', `/v1/calls/${second}`)).body).toMatchObject({

@@ -16,6 +16,7 @@
  * - `close()` aborts in-flight requests and pending waits; nothing is delivered afterwards.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
 import type { WebhookEvent } from '@livekit/protocol';
 import type { LiveKitEmulatorEventMap, EmittedWebhook } from './events.ts';
 import type { EventEmitter } from 'node:events';
@@ -209,7 +210,7 @@ export class WebhookDispatcher {
         this.#events.emit('webhook:delayed', { ...ref, delayMs: delivery.delayMs });
         await sleep(delivery.delayMs, undefined, { signal });
       }
-      const authorization = await signWebhook({
+      const authorization = signWebhook({
         body: webhook.body,
         apiKey: target.apiKey,
         apiSecret: target.apiSecret,
@@ -218,29 +219,32 @@ export class WebhookDispatcher {
       for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
         if (attempt > 1) await sleep(this.#retryBaseMs * 2 ** (attempt - 2), undefined, { signal });
         try {
-          const response = await fetch(target.url, {
+          const response = await request(target.url, {
             method: 'POST',
             headers: {
-              'Content-Type': WEBHOOK_CONTENT_TYPE,
-              Authorization: authorization,
-              'User-Agent': WEBHOOK_USER_AGENT,
+              'content-type': WEBHOOK_CONTENT_TYPE,
+              authorization,
+              'user-agent': WEBHOOK_USER_AGENT,
             },
             body: webhook.body,
-            signal: AbortSignal.any([signal, AbortSignal.timeout(WEBHOOK_REQUEST_TIMEOUT_MS)]),
+            signal,
+            headersTimeout: WEBHOOK_REQUEST_TIMEOUT_MS,
+            bodyTimeout: WEBHOOK_REQUEST_TIMEOUT_MS,
           });
-          await response.arrayBuffer().catch(() => undefined);
-          if (response.ok) {
-            this.#logger.debug({ ...ref, attempt, status: response.status }, 'webhook delivered');
+          await response.body.dump().catch(() => undefined);
+          const status = response.statusCode;
+          if (status >= 200 && status < 300) {
+            this.#logger.debug({ ...ref, attempt, status }, 'webhook delivered');
             this.#events.emit('webhook:delivered', {
               ...ref,
               attempt,
-              status: response.status,
+              status,
               duplicate: delivery.duplicate,
             });
             return;
           }
-          lastError = `HTTP ${response.status}`;
-          this.#events.emit('webhook:attempt-failed', { ...ref, attempt, status: response.status });
+          lastError = `HTTP ${status}`;
+          this.#events.emit('webhook:attempt-failed', { ...ref, attempt, status });
         } catch (error) {
           if (signal.aborted) return;
           lastError = error instanceof Error ? error.message : String(error);
