@@ -38,7 +38,12 @@ import type { CallLogic } from './machines/call.actors.ts';
 import type { CallExternalEvent, CallStateName } from './machines/call.events.ts';
 import { CALL_MACHINE_VERSION, restoredContext } from './machines/call.machine.ts';
 import type { TranscriptItem } from './payload/call-data.ts';
-import type { CallContext, CallLimits, CallMachineInput } from './machines/call.types.ts';
+import {
+  isFinalEgressStatus,
+  type CallContext,
+  type CallLimits,
+  type CallMachineInput,
+} from './machines/call.types.ts';
 import type { TimeSource } from './machines/timer.actor.ts';
 import { DEFAULT_CALL_LIMITS } from './machines/defaults.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
@@ -891,14 +896,20 @@ export class Supervisor implements CallApi {
       if (error instanceof CallsyncError) throw new ApiError('WEBHOOK_UNAUTHORIZED', error.message);
       throw error;
     }
+    // Only what can move a call is looked up and logged (`#eventOfWebhook`): the rest of
+    // LiveKit's traffic (participants, tracks, an egress starting) is answered at once.
+    const event = this.#eventOfWebhook(webhook);
+    if (!event) {
+      this.#deps.metrics.webhookReceived({ event: webhook.event, result: 'ignored' });
+      return;
+    }
     // At most once: LiveKit (and proxies) may deliver an event again with the same id. The id is
     // remembered once the event is committed (a 503 must let LiveKit's resend through).
     const repeated = webhook.id !== '' && this.#seenWebhooks.has(webhook.id);
     const call = repeated ? undefined : this.#callForWebhook(webhook);
-    if (!repeated && !call && this.#fleet) return this.#webhookElsewhere(webhook);
-    const event = call ? this.#eventOfWebhook(webhook) : undefined;
-    this.#deps.metrics.webhookReceived({ event: webhook.event, result: event ? 'accepted' : 'ignored' });
-    if (!call || !event) return;
+    if (!repeated && !call && this.#fleet) return this.#webhookElsewhere(webhook, event);
+    this.#deps.metrics.webhookReceived({ event: webhook.event, result: call ? 'accepted' : 'ignored' });
+    if (!call) return;
     await this.#accept(call, { event, ...(webhook.id === '' ? {} : { webhookId: webhook.id }) });
   }
 
@@ -907,7 +918,7 @@ export class Supervisor implements CallApi {
    * (egress id, else the live call of the room, checked against the room's sid), logged, and
    * its owner told. LiveKit gets its 200 once the event is stored.
    */
-  async #webhookElsewhere(webhook: LiveKitWebhook): Promise<void> {
+  async #webhookElsewhere(webhook: LiveKitWebhook, event: CallExternalEvent): Promise<void> {
     const egressId = webhook.egress?.egressId;
     const row = await this.#store((store) =>
       store.findLiveCall({ egressId, roomName: webhook.roomName ?? undefined }),
@@ -920,12 +931,17 @@ export class Supervisor implements CallApi {
       roomSid !== undefined &&
       webhook.roomSid !== null &&
       webhook.roomSid !== roomSid;
-    const event = row && !earlierRoom ? this.#eventOfWebhook(webhook) : undefined;
-    this.#deps.metrics.webhookReceived({ event: webhook.event, result: event ? 'accepted' : 'ignored' });
-    if (!row || !event) return;
+    const accepted = row !== undefined && !earlierRoom;
+    this.#deps.metrics.webhookReceived({ event: webhook.event, result: accepted ? 'accepted' : 'ignored' });
+    if (!accepted) return;
     await this.#logElsewhere(row.callId, { event, ...(webhook.id === '' ? {} : { webhookId: webhook.id }) });
   }
 
+  /**
+   * The call event a webhook stands for, if it can move a call: a room that finished, or an
+   * egress's final status (the call machine settles on nothing else, `isOwnFinalEgressReport`).
+   * An egress STARTING, ACTIVE or ENDING changes no call, so it costs no event-log row.
+   */
   #eventOfWebhook(webhook: LiveKitWebhook): CallExternalEvent | undefined {
     const at = this.#deps.time.now();
     if (webhook.event === 'room_finished') return { type: 'livekit.room_finished', at };
@@ -935,10 +951,12 @@ export class Supervisor implements CallApi {
         webhook.event === 'egress_updated' ||
         webhook.event === 'egress_started')
     ) {
+      const outcome = egressOutcomeOf(webhook.egress);
+      if (!isFinalEgressStatus(outcome.status)) return undefined;
       return {
         type: webhook.event === 'egress_ended' ? 'livekit.egress_ended' : 'livekit.egress_updated',
         egressId: webhook.egress.egressId,
-        outcome: egressOutcomeOf(webhook.egress),
+        outcome,
         at,
       };
     }

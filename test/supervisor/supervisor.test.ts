@@ -107,6 +107,50 @@ describe('supervisor', () => {
     expect((await supervisor.getCall(callId)).endReason).toBe('room_finished');
   });
 
+  it("logs an egress's final status only: STARTING, ACTIVE and ENDING reports are answered and ignored", async () => {
+    const { effects, registry, store, supervisor } = start();
+    await supervisor.start();
+    const { callId } = await supervisor.createCall({
+      roomName: 'room-1',
+      callerNumber: '+15550100',
+      config: CONFIG,
+    });
+    await flush();
+    effects.take('startEgress').resolve({ egressId: 'EG_1', roomSid: 'RM_now' });
+    await flush();
+    const egressReport = (event: string, state: string, id: string) =>
+      JSON.stringify({
+        id,
+        event,
+        createdAt: 0,
+        roomName: 'room-1',
+        roomSid: 'RM_now',
+        participantIdentity: null,
+        egress: { egressId: 'EG_1', roomName: 'room-1', state, file: null, error: null },
+      });
+
+    await supervisor.handleWebhook(egressReport('egress_started', 'starting', 'EV_1'), 'jwt');
+    await supervisor.handleWebhook(egressReport('egress_updated', 'active', 'EV_2'), 'jwt');
+    await supervisor.handleWebhook(egressReport('egress_updated', 'ending', 'EV_3'), 'jwt');
+    expect(await store.getEvents(callId)).toEqual([]);
+    await supervisor.handleWebhook(egressReport('egress_ended', 'failed', 'EV_4'), 'jwt');
+    expect(await store.getEvents(callId)).toMatchObject([
+      {
+        event: {
+          event: { type: 'livekit.egress_ended', egressId: 'EG_1', outcome: { status: 'failed' } },
+          webhookId: 'EV_4',
+        },
+      },
+    ]);
+
+    const received = await registry.getSingleMetric('callsync_webhooks_total')?.get();
+    const count = (event: string, result: string) =>
+      received?.values.find((value) => value.labels.event === event && value.labels.result === result)?.value;
+    expect(count('egress_started', 'ignored')).toBe(1);
+    expect(count('egress_updated', 'ignored')).toBe(2);
+    expect(count('egress_ended', 'accepted')).toBe(1);
+  });
+
   it('leaves alone a call stored by another machine version, and says so in its metrics', async () => {
     const store = new SqliteCallStore(':memory:');
     await store.open();
