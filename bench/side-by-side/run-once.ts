@@ -52,6 +52,9 @@ export interface RunResult {
   loopDelay: LoopDelay;
   /** Requests the CRM saw on `/upload` and `/call-data`, faulted ones included. */
   crmRequests: number;
+  /** LiveKit API requests the contender made, and webhooks LiveKit delivered to it, over `cpuMs`'s window. */
+  liveKitRequests: number;
+  webhooksDelivered: number;
   /** CPU time of this process (the emulator and the CRM sandbox) over the same window as `cpuMs`. */
   sandboxesCpuMs: number;
 }
@@ -140,6 +143,7 @@ export async function runOnce(
     const running = contender;
     const cpuAtStartMs = cpuTimeMs(running.pid);
     const ownCpuAtStartMs = ownCpuMs();
+    const trafficAtStart = sandboxes.liveKitTraffic();
     const startedAtMs = await runPooled(
       spec.calls,
       { concurrency: SETUP_CONCURRENCY, staggerMs: 0 },
@@ -166,6 +170,7 @@ export async function runOnce(
     const { arrivals, requests, withRecording } = await crmArrivals(sandboxes, new Set(endedAtMs.keys()));
     const cpuAtEndMs = cpuTimeMs(running.pid);
     const ownCpuAtEndMs = ownCpuMs();
+    const trafficAtEnd = sandboxes.liveKitTraffic();
     await delay(SETTLE_MS);
     const loopDelay = await running.eventLoopDelay();
     const addedLatencyMs: number[] = [];
@@ -190,6 +195,8 @@ export async function runOnce(
       peakRssMiB: peakRssMiB(running.pid),
       loopDelay,
       crmRequests: requests,
+      liveKitRequests: trafficAtEnd.apiRequests - trafficAtStart.apiRequests,
+      webhooksDelivered: trafficAtEnd.webhooksDelivered - trafficAtStart.webhooksDelivered,
       sandboxesCpuMs: ownCpuAtEndMs - ownCpuAtStartMs,
     };
   } finally {

@@ -27,6 +27,8 @@ export interface BenchSandboxes {
   recordingsDir: string;
   /** Epoch ms at which each room's egress was first seen COMPLETE. */
   egressCompleteAtMs: ReadonlyMap<string, number>;
+  /** What the contender exchanged with LiveKit so far: API requests it made, webhooks it took. */
+  liveKitTraffic(): { apiRequests: number; webhooksDelivered: number };
   /**
    * Queues, on both CRM routes, `requests` entries of which `percent` % (seeded) are a transient
    * fault (a 503 or a connection reset, alternately) and the rest pass (`delayMs: 0`).
@@ -51,6 +53,13 @@ export async function startBenchSandboxes(): Promise<BenchSandboxes> {
       egressCompleteAtMs.set(info.roomName, Date.now());
     }
   });
+  const traffic = { apiRequests: 0, webhooksDelivered: 0 };
+  emulator.events.on('twirp:request', () => {
+    traffic.apiRequests += 1;
+  });
+  emulator.events.on('webhook:delivered', () => {
+    traffic.webhooksDelivered += 1;
+  });
   const [{ url: liveKitUrl }, { url: crmUrl }] = await Promise.all([emulator.start(), crm.start()]);
   return {
     emulator,
@@ -60,6 +69,7 @@ export async function startBenchSandboxes(): Promise<BenchSandboxes> {
     dir,
     recordingsDir,
     egressCompleteAtMs,
+    liveKitTraffic: () => ({ ...traffic }),
     injectTransientFaults(percent, requests, seed) {
       const random = seededRandom(seed);
       for (const endpoint of ['upload', 'call-data'] as const) {

@@ -56,6 +56,13 @@ export const FIGURES: readonly Figure[] = [
     digits: 2,
   },
   {
+    // What each contender is asked to handle besides the CRM: callsync takes LiveKit's
+    // webhooks (the baseline registers none) and the agent's API requests.
+    name: 'LiveKit API requests / webhooks per call',
+    values: (run) => [perDelivered(run.liveKitRequests, run), perDelivered(run.webhooksDelivered, run)],
+    digits: 1,
+  },
+  {
     name: 'bench process (emulator + CRM) CPU (s)',
     values: (run) => [seconds(run.sandboxesCpuMs)],
     digits: 1,
