@@ -20,8 +20,12 @@ const SETUP_CONCURRENCY = 50;
 const EGRESS_ACTIVE_TIMEOUT_MS = 30_000;
 /** How often the bench looks at what the CRM has (each look copies its read-out). */
 const CRM_POLL_INTERVAL_MS = 1_000;
-/** The CRM received nothing new for this long: whatever is missing is lost. */
-const CRM_QUIET_MS = 30_000;
+/**
+ * The CRM received nothing new for this long: whatever is missing is lost. Longer than
+ * callsync's first slow-lane wait (1 min + 10 %, src/machines/retry-policy.ts), so a call that
+ * failed six attempts in a row under faults is seen delivered, not taken for lost.
+ */
+const CRM_QUIET_MS = 75_000;
 const RUN_TIMEOUT_MS = 600_000;
 /** After the last call is in, a pause so late retries and the loop settle before the reads. */
 const SETTLE_MS = 1_000;
@@ -43,6 +47,8 @@ export interface RunResult {
   addedLatencyMs: number[];
   /** CRM has the call data − the agent's end, per delivered call, in ms. */
   endToCrmMs: number[];
+  /** The egress ENDING (the contender's StopEgress took effect) − the agent's end, per call, in ms. */
+  endToStopMs: number[];
   /** CPU time of the contender's process over the calls' whole life (setup, burst, delivery). */
   cpuMs: number;
   /** CPU time from the burst of ends until the last delivery. */
@@ -175,8 +181,12 @@ export async function runOnce(
     const loopDelay = await running.eventLoopDelay();
     const addedLatencyMs: number[] = [];
     const endToCrmMs: number[] = [];
+    const endToStopMs: number[] = [];
     for (const call of spec.calls) {
       const callId = running.crmCallIdOf(call);
+      const endingMs = sandboxes.egressEndingAtMs.get(call.roomName);
+      const callEndedMs = endedAtMs.get(callId);
+      if (endingMs !== undefined && callEndedMs !== undefined) endToStopMs.push(endingMs - callEndedMs);
       const arrivedMs = arrivals.get(callId);
       if (arrivedMs === undefined) continue;
       endToCrmMs.push(arrivedMs - (endedAtMs.get(callId) ?? arrivedMs));
@@ -190,6 +200,7 @@ export async function runOnce(
       withRecording,
       addedLatencyMs,
       endToCrmMs,
+      endToStopMs,
       cpuMs: cpuAtEndMs - cpuAtStartMs,
       burstCpuMs: cpuAtEndMs - cpuAtBurstMs,
       peakRssMiB: peakRssMiB(running.pid),

@@ -27,6 +27,8 @@ export interface BenchSandboxes {
   recordingsDir: string;
   /** Epoch ms at which each room's egress was first seen COMPLETE. */
   egressCompleteAtMs: ReadonlyMap<string, number>;
+  /** Epoch ms at which each room's egress was first seen ENDING: the contender's StopEgress took effect. */
+  egressEndingAtMs: ReadonlyMap<string, number>;
   /** What the contender exchanged with LiveKit so far: API requests it made, webhooks it took. */
   liveKitTraffic(): { apiRequests: number; webhooksDelivered: number };
   /**
@@ -48,7 +50,11 @@ export async function startBenchSandboxes(): Promise<BenchSandboxes> {
   });
   const crm = createCrmSandbox({ storageDir: join(dir, 'crm'), apiKey: CRM_API_KEY });
   const egressCompleteAtMs = new Map<string, number>();
+  const egressEndingAtMs = new Map<string, number>();
   emulator.events.on('egress:updated', ({ info }) => {
+    if (info.status === EgressStatus.EGRESS_ENDING && !egressEndingAtMs.has(info.roomName)) {
+      egressEndingAtMs.set(info.roomName, Date.now());
+    }
     if (info.status === EgressStatus.EGRESS_COMPLETE && !egressCompleteAtMs.has(info.roomName)) {
       egressCompleteAtMs.set(info.roomName, Date.now());
     }
@@ -69,6 +75,7 @@ export async function startBenchSandboxes(): Promise<BenchSandboxes> {
     dir,
     recordingsDir,
     egressCompleteAtMs,
+    egressEndingAtMs,
     liveKitTraffic: () => ({ ...traffic }),
     injectTransientFaults(percent, requests, seed) {
       const random = seededRandom(seed);

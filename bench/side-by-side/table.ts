@@ -41,6 +41,11 @@ export const FIGURES: readonly Figure[] = [
     digits: 2,
   },
   { name: 'end → CRM p99 (s)', values: (run) => [seconds(percentile(run.endToCrmMs, 99))], digits: 2 },
+  {
+    name: '  of which end → StopEgress p50 / p99 (s)',
+    values: (run) => [seconds(percentile(run.endToStopMs, 50)), seconds(percentile(run.endToStopMs, 99))],
+    digits: 2,
+  },
   { name: 'CPU per delivered call (ms)', values: (run) => [perDelivered(run.cpuMs, run)], digits: 1 },
   { name: '  of which burst → CRM (ms)', values: (run) => [perDelivered(run.burstCpuMs, run)], digits: 1 },
   { name: 'peak RSS (MiB)', values: (run) => [run.peakRssMiB], digits: 0 },
