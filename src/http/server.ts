@@ -102,6 +102,10 @@ export function buildHttpServer(options: HttpServerOptions) {
     bodyLimit: BODY_LIMIT_BYTES,
     // Per-request lines would drown the per-call transition log; errors are logged below.
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request: with the redaction paths (src/logging/logger.ts) a child
+    // costs about 15 µs, and a call makes about twenty requests. The error lines carry the
+    // request's id themselves.
+    childLoggerFactory: (logger) => logger,
     // Transcript batches come in quick succession from many agents; keep sockets reusable, a
     // little longer than a load balancer's usual 60 s idle timeout so it closes first.
     keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS,
@@ -165,7 +169,7 @@ export function buildHttpServer(options: HttpServerOptions) {
           : error.code === 'STORE_UNAVAILABLE'
             ? API_ERROR_STATUS.STORE_UNAVAILABLE
             : 500;
-      if (status >= 500) request.log.error({ err: error }, 'request failed');
+      if (status >= 500) request.log.error({ reqId: request.id, err: error }, 'request failed');
       return sendError(reply, status, error.code, error.message, error.details);
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -178,7 +182,7 @@ export function buildHttpServer(options: HttpServerOptions) {
       // fastify's own 4xx: malformed JSON, empty JSON body…
       return sendError(reply, error.statusCode, 'INVALID_BODY', error.message);
     }
-    request.log.error({ err: error }, 'request failed');
+    request.log.error({ reqId: request.id, err: error }, 'request failed');
     return sendError(reply, 500, 'INTERNAL_ERROR', 'internal error; the request may be repeated');
   });
 
