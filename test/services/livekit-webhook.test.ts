@@ -53,6 +53,28 @@ describe('LiveKitWebhookVerifier', () => {
     expect(webhook.id).toMatch(/^EV_/);
   });
 
+  it("reads a participant event's name and ids without decoding the rest", async () => {
+    lk.emulator.startSipCall({ room: 'room-caller', callerNumber: '+15550002', agent: false });
+    const delivery = await nextDelivery('participant_joined');
+    const webhook = verifier.verify(delivery.rawBody, delivery.authorization);
+    const sent = JSON.parse(delivery.rawBody) as {
+      id: string;
+      createdAt: string;
+      room: { sid: string };
+      participant: { identity: string };
+    };
+    expect(webhook).toEqual({
+      id: sent.id,
+      event: 'participant_joined',
+      createdAt: Number(sent.createdAt),
+      roomName: 'room-caller',
+      roomSid: sent.room.sid,
+      egress: null,
+      participantIdentity: sent.participant.identity,
+    });
+    expect(webhook.roomSid).toMatch(/^RM_/);
+  });
+
   it('rejects a tampered body, a wrong key, a Bearer-prefixed or missing header', async () => {
     lk.emulator.createRoom({ name: 'room-tamper' });
     const delivery = await nextDelivery('room_started');
