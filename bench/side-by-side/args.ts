@@ -5,6 +5,10 @@ export const USAGE = `npm run bench:side-by-side -- [options]
   --calls <n,n,…>       burst sizes, calls ended together (default 300,1000)
   --fault-calls <n>     calls of the faulted workload; 0 skips it (default 300)
   --fault-percent <p>   share of CRM requests failing transiently there (default 30)
+  --fleet-calls <n>     calls of the fleet workload: the burst on PostgreSQL with one callsync
+                        process, then two behind a round-robin proxy; 0 skips it (default 1000)
+  --postgres <url>      PostgreSQL for the fleet workload; each run gets a schema of its own
+                        (default postgres://postgres@127.0.0.1:5432/test)
   --rounds <n>          interleaved rounds per workload; figures are medians (default 1)
   --seed <n>            call plan and fault script seed (default 1)
   --log-level <level>   callsync's LOG_LEVEL (default info, as npm start)
@@ -19,6 +23,8 @@ export interface BenchArgs {
   burstSizes: number[];
   faultCalls: number;
   faultPercent: number;
+  fleetCalls: number;
+  postgresUrl: string | undefined;
   rounds: number;
   seed: number;
   logLevel: string;
@@ -41,6 +47,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       calls: { type: 'string', default: '300,1000' },
       'fault-calls': { type: 'string', default: '300' },
       'fault-percent': { type: 'string', default: '30' },
+      'fleet-calls': { type: 'string', default: '1000' },
+      postgres: { type: 'string' },
       rounds: { type: 'string', default: '1' },
       seed: { type: 'string', default: '1' },
       'log-level': { type: 'string', default: 'info' },
@@ -70,6 +78,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       .map((part) => count('--calls', part.trim())),
     faultCalls: count('--fault-calls', values['fault-calls']),
     faultPercent,
+    fleetCalls: count('--fleet-calls', values['fleet-calls']),
+    postgresUrl: values.postgres,
     rounds: Math.max(1, count('--rounds', values.rounds)),
     seed: count('--seed', values.seed),
     logLevel: values['log-level'],

@@ -42,7 +42,7 @@ export async function startBaselineContender(sandboxes: BenchSandboxes): Promise
 
   return {
     name: 'baseline',
-    pid: child.pid,
+    pids: [child.pid],
     startCall: (call, startedAtMs) =>
       post(
         '/calls',

@@ -1,16 +1,27 @@
 /**
- * callsync as `npm start` runs it: `node dist/main.js` (run `npm run build` first), on SQLite in
- * the run's temp dir, the recordings on the volume it shares with the emulator, LiveKit's
- * webhooks pointed at it. The agent's side goes through its HTTP API as in the demo
- * (src/demo/simulate-call.ts); event-loop delay is prom-client's `nodejs_eventloop_lag_*` on
- * `/metrics`, whose histogram restarts at every scrape.
+ * callsync as `npm start` runs it: `node dist/main.js` (run `npm run build` first), LiveKit's
+ * webhooks pointed at it, the recordings on the volume it shares with the emulator. The agent's
+ * side goes through its HTTP API as in the demo (src/demo/simulate-call.ts); event-loop delay is
+ * prom-client's `nodejs_eventloop_lag_*` on `/metrics`, whose histogram restarts at every scrape.
+ *
+ * Two stores:
+ * - `sqlite` (one process): SQLite in the run's temp dir, as a single machine runs it.
+ * - `postgres` (one or more processes, a fleet): one PostgreSQL schema made for the run and
+ *   dropped after, the processes behind the demo's round-robin proxy (src/demo/round-robin-proxy.ts,
+ *   in this process) that takes both the agent's requests and LiveKit's webhooks, as a load
+ *   balancer in front of a fleet does. With one process, the proxy and the store are the same,
+ *   so one against two measures what the second process adds.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCallsyncClient } from '../../src/demo/api-client.ts';
+import pg from 'pg';
+import { createCallsyncClient, type CallsyncClient } from '../../src/demo/api-client.ts';
+import { POSTGRES_URL_DEFAULT } from '../../src/demo/fleet-settings.ts';
 import { sampleValue } from '../../src/demo/prometheus-text.ts';
+import { startRoundRobinProxy, type RoundRobinProxy } from '../../src/demo/round-robin-proxy.ts';
 import { freePort } from '../../src/sandbox/free-port.ts';
-import { REPO_ROOT, startChildProcess } from './child-process.ts';
+import { REPO_ROOT, startChildProcess, type ChildProcess } from './child-process.ts';
 import { BENCH_PERSONA_CONFIG, type Contender } from './contender.ts';
 import type { BenchCall } from './plan.ts';
 import { CRM_API_KEY, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, type BenchSandboxes } from './sandboxes.ts';
@@ -18,26 +29,33 @@ import { CRM_API_KEY, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, type BenchSandboxes }
 const READY_TIMEOUT_MS = 30_000;
 const SECONDS_TO_MS = 1_000;
 
-export async function startCallsyncContender(
-  sandboxes: BenchSandboxes,
-  options: { logLevel: string; cpuProfDir: string | null },
-): Promise<Contender> {
-  const entry = join(REPO_ROOT, 'dist', 'main.js');
-  if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
+export type CallsyncStoreKind = 'sqlite' | 'postgres';
+
+export interface CallsyncContenderOptions {
+  logLevel: string;
+  cpuProfDir: string | null;
+  store?: { kind: 'sqlite' } | { kind: 'postgres'; processes: number; url?: string | undefined };
+}
+
+interface Running {
+  children: ChildProcess[];
+  /** Where the agent and LiveKit send: the only process, or the proxy in front of them. */
+  url: string;
+  /** Each process's own URL, for its `/metrics`. */
+  processUrls: string[];
+  close(): Promise<void>;
+}
+
+async function startProcess(
+  env: Record<string, string>,
+  options: CallsyncContenderOptions,
+): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   const profile = options.cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
   const child = startChildProcess([...profile, 'dist/main.js'], {
-    LIVEKIT_URL: sandboxes.liveKitUrl,
-    LIVEKIT_API_KEY,
-    LIVEKIT_API_SECRET,
-    CRM_BASE_URL: sandboxes.crmUrl,
-    CRM_API_KEY,
-    CALLSYNC_EGRESS_STORAGE: 'local',
-    CALLSYNC_RECORDINGS_DIR: sandboxes.recordingsDir,
-    CALLSYNC_STORE: `sqlite:${join(sandboxes.dir, 'callsync.db')}`,
+    ...env,
     CALLSYNC_HOST: '127.0.0.1',
     CALLSYNC_PORT: String(port),
-    LOG_LEVEL: options.logLevel,
   });
   const url = `http://127.0.0.1:${port}`;
   try {
@@ -46,8 +64,92 @@ export async function startCallsyncContender(
     await child.stop();
     throw error;
   }
-  sandboxes.emulator.addWebhookUrl(`${url}/livekit/webhook`);
-  const api = createCallsyncClient({ baseUrl: url });
+  return { child, url };
+}
+
+async function startOnSqlite(
+  env: Record<string, string>,
+  sandboxes: BenchSandboxes,
+  options: CallsyncContenderOptions,
+): Promise<Running> {
+  const { child, url } = await startProcess(
+    { ...env, CALLSYNC_STORE: `sqlite:${join(sandboxes.dir, 'callsync.db')}` },
+    options,
+  );
+  return { children: [child], url, processUrls: [url], close: () => child.stop() };
+}
+
+async function startOnPostgres(
+  env: Record<string, string>,
+  options: CallsyncContenderOptions,
+  processes: number,
+  postgresUrl: string,
+): Promise<Running> {
+  const schema = `callsync_bench_${randomBytes(6).toString('hex')}`;
+  const storeUrl = new URL(postgresUrl);
+  storeUrl.searchParams.set('schema', schema);
+  const db = new pg.Client({ connectionString: postgresUrl });
+  await db.connect();
+  const started: { child: ChildProcess; url: string }[] = [];
+  let proxy: RoundRobinProxy | undefined;
+  const close = async () => {
+    await Promise.all(started.map(({ child }) => child.stop()));
+    await proxy?.close();
+    await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await db.end();
+  };
+  try {
+    // One after the other: the first applies the schema.
+    for (let index = 1; index <= processes; index++) {
+      started.push(
+        await startProcess(
+          { ...env, CALLSYNC_STORE: storeUrl.toString(), CALLSYNC_INSTANCE_ID: `bench-${index}` },
+          options,
+        ),
+      );
+    }
+    proxy = await startRoundRobinProxy(
+      started.map(({ url }, index) => {
+        const { hostname, port } = new URL(url);
+        return { name: `bench-${index + 1}`, host: hostname, port: Number(port) };
+      }),
+    );
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return {
+    children: started.map(({ child }) => child),
+    url: proxy.url,
+    processUrls: started.map(({ url }) => url),
+    close,
+  };
+}
+
+export async function startCallsyncContender(
+  sandboxes: BenchSandboxes,
+  options: CallsyncContenderOptions,
+): Promise<Contender> {
+  const entry = join(REPO_ROOT, 'dist', 'main.js');
+  if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
+  const env = {
+    LIVEKIT_URL: sandboxes.liveKitUrl,
+    LIVEKIT_API_KEY,
+    LIVEKIT_API_SECRET,
+    CRM_BASE_URL: sandboxes.crmUrl,
+    CRM_API_KEY,
+    CALLSYNC_EGRESS_STORAGE: 'local',
+    CALLSYNC_RECORDINGS_DIR: sandboxes.recordingsDir,
+    LOG_LEVEL: options.logLevel,
+  };
+  const store = options.store ?? { kind: 'sqlite' };
+  const running =
+    store.kind === 'sqlite'
+      ? await startOnSqlite(env, sandboxes, options)
+      : await startOnPostgres(env, options, store.processes, store.url ?? POSTGRES_URL_DEFAULT);
+  sandboxes.emulator.addWebhookUrl(`${running.url}/livekit/webhook`);
+  const api = createCallsyncClient({ baseUrl: running.url });
+  const direct: CallsyncClient[] = running.processUrls.map((baseUrl) => createCallsyncClient({ baseUrl }));
   const callIds = new Map<string, string>();
   const callIdOf = (call: BenchCall) => {
     const callId = callIds.get(call.roomName);
@@ -57,7 +159,7 @@ export async function startCallsyncContender(
 
   return {
     name: 'callsync',
-    pid: child.pid,
+    pids: running.children.map((child) => child.pid),
     async startCall(call, startedAtMs) {
       const answer = (await api.post(
         '/v1/calls',
@@ -100,13 +202,23 @@ export async function startCallsyncContender(
     },
     crmCallIdOf: callIdOf,
     async eventLoopDelay() {
-      const text = await api.getText('/metrics');
+      // The worst process's: a fleet is as slow as its busiest member.
+      const delays = await Promise.all(
+        direct.map(async (client) => {
+          const text = await client.getText('/metrics');
+          return {
+            p50Ms: sampleValue(text, 'nodejs_eventloop_lag_p50_seconds') * SECONDS_TO_MS,
+            p99Ms: sampleValue(text, 'nodejs_eventloop_lag_p99_seconds') * SECONDS_TO_MS,
+            maxMs: sampleValue(text, 'nodejs_eventloop_lag_max_seconds') * SECONDS_TO_MS,
+          };
+        }),
+      );
       return {
-        p50Ms: sampleValue(text, 'nodejs_eventloop_lag_p50_seconds') * SECONDS_TO_MS,
-        p99Ms: sampleValue(text, 'nodejs_eventloop_lag_p99_seconds') * SECONDS_TO_MS,
-        maxMs: sampleValue(text, 'nodejs_eventloop_lag_max_seconds') * SECONDS_TO_MS,
+        p50Ms: Math.max(...delays.map((delay) => delay.p50Ms)),
+        p99Ms: Math.max(...delays.map((delay) => delay.p99Ms)),
+        maxMs: Math.max(...delays.map((delay) => delay.maxMs)),
       };
     },
-    close: () => child.stop(),
+    close: () => running.close(),
   };
 }

@@ -6,8 +6,8 @@ export type ContenderName = 'callsync' | 'baseline';
 
 export interface Contender {
   readonly name: ContenderName;
-  /** The operating-system process whose CPU and memory are measured. */
-  readonly pid: number;
+  /** The operating-system processes whose CPU and memory are measured (summed). */
+  readonly pids: readonly number[];
   /** The call exists in its room: the agent's job starts (callsync: `POST /v1/calls`). */
   startCall(call: BenchCall, startedAtMs: number): Promise<void>;
   /** The agent's side of the conversation (callsync: one `POST /transcript` per turn). */

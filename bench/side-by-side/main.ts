@@ -11,6 +11,7 @@ import { startBaselineContender } from './baseline-contender.ts';
 import { startCallsyncContender } from './callsync-contender.ts';
 import { planBenchCalls } from './plan.ts';
 import { runOnce, type WorkloadSpec } from './run-once.ts';
+import type { BenchSandboxes } from './sandboxes.ts';
 import { cpuRatio, formatTable, type WorkloadResult } from './table.ts';
 
 // The sandboxes run in this process: a peer resetting a connection under one of their sockets
@@ -61,16 +62,16 @@ const workloads: { title: string; spec: WorkloadSpec }[] = [
 
 const results: WorkloadResult[] = [];
 for (const { title, spec } of workloads) {
-  const result: WorkloadResult = { title, callsync: [], baseline: [] };
+  const result: WorkloadResult = { title, first: [], second: [] };
   // Interleaved, so a machine that gets busier or quieter during the run weighs on both alike.
   for (let round = 1; round <= args.rounds; round++) {
     if (args.only !== 'baseline') {
       process.stderr.write(`${title}, round ${round}/${args.rounds}: callsync …\n`);
-      result.callsync.push(await runOnce(spec, (sandboxes) => startCallsyncContender(sandboxes, args)));
+      result.first.push(await runOnce(spec, (sandboxes) => startCallsyncContender(sandboxes, args)));
     }
     if (args.only !== 'callsync') {
       process.stderr.write(`${title}, round ${round}/${args.rounds}: baseline …\n`);
-      result.baseline.push(await runOnce(spec, startBaselineContender));
+      result.second.push(await runOnce(spec, startBaselineContender));
     }
   }
   results.push(result);
@@ -79,6 +80,33 @@ for (const { title, spec } of workloads) {
 }
 
 console.log(formatTable(results));
+
+// Both cores at work: the same burst on PostgreSQL, one callsync process, then two behind the
+// round-robin proxy (callsync-contender.ts), interleaved.
+if (args.fleetCalls > 0 && args.only !== 'baseline') {
+  const title = `${args.fleetCalls} calls ended together, PostgreSQL`;
+  const spec: WorkloadSpec = {
+    calls: planBenchCalls(args.fleetCalls, args.seed),
+    crmFaultPercent: 0,
+    seed: args.seed,
+  };
+  const fleet: WorkloadResult = { title, first: [], second: [] };
+  const onPostgres = (processes: number) => (sandboxes: BenchSandboxes) =>
+    startCallsyncContender(sandboxes, {
+      ...args,
+      store: { kind: 'postgres', processes, url: args.postgresUrl },
+    });
+  for (let round = 1; round <= args.rounds; round++) {
+    process.stderr.write(`${title}, round ${round}/${args.rounds}: one callsync process …\n`);
+    fleet.second.push(await runOnce(spec, onPostgres(1)));
+    process.stderr.write(`${title}, round ${round}/${args.rounds}: two callsync processes …\n`);
+    fleet.first.push(await runOnce(spec, onPostgres(2)));
+  }
+  console.log('');
+  console.log(
+    formatTable([fleet], { first: 'two processes', second: 'one process', ratio: 'ratio two / one' }),
+  );
+}
 printed = true;
 
 if (args.maxCpuRatio !== null) {

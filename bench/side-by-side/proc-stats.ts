@@ -27,3 +27,13 @@ export function peakRssMiB(pid: number): number {
   if (!match) throw new Error(`no VmHWM in /proc/${pid}/status`);
   return Number(match[1]) / 1024;
 }
+
+/** The processes' CPU time so far, summed, in milliseconds. */
+export function totalCpuTimeMs(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + cpuTimeMs(pid), 0);
+}
+
+/** The processes' peak resident sets, summed (each process's own high-water mark), in MiB. */
+export function totalPeakRssMiB(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + peakRssMiB(pid), 0);
+}

@@ -11,7 +11,7 @@ import { runPooled } from '../../src/demo/pool.ts';
 import type { LiveKitEmulator } from '../../src/sandbox/livekit/index.ts';
 import type { Contender, ContenderName } from './contender.ts';
 import type { BenchCall } from './plan.ts';
-import { cpuTimeMs, peakRssMiB } from './proc-stats.ts';
+import { totalCpuTimeMs, totalPeakRssMiB } from './proc-stats.ts';
 import { startBenchSandboxes, type BenchSandboxes } from './sandboxes.ts';
 import type { LoopDelay } from './stats.ts';
 
@@ -53,6 +53,8 @@ export interface RunResult {
   cpuMs: number;
   /** CPU time from the burst of ends until the last delivery. */
   burstCpuMs: number;
+  /** From the burst of ends to the CRM's last call data, in ms (null when nothing arrived). */
+  burstToLastMs: number | null;
   peakRssMiB: number;
   /** Over the burst and delivery. */
   loopDelay: LoopDelay;
@@ -147,7 +149,7 @@ export async function runOnce(
   try {
     contender = await startContender(sandboxes);
     const running = contender;
-    const cpuAtStartMs = cpuTimeMs(running.pid);
+    const cpuAtStartMs = totalCpuTimeMs(running.pids);
     const ownCpuAtStartMs = ownCpuMs();
     const trafficAtStart = sandboxes.liveKitTraffic();
     const startedAtMs = await runPooled(
@@ -161,8 +163,9 @@ export async function runOnce(
       sandboxes.injectTransientFaults(spec.crmFaultPercent, spec.calls.length * 4, spec.seed);
     }
     await running.eventLoopDelay(); // starts the window
-    const cpuAtBurstMs = cpuTimeMs(running.pid);
+    const cpuAtBurstMs = totalCpuTimeMs(running.pids);
     const endedAtMs = new Map<string, number>();
+    const burstAtMs = Date.now();
     await Promise.all(
       spec.calls.map(async (call, index) => {
         const ended = Date.now();
@@ -174,7 +177,7 @@ export async function runOnce(
     );
     process.stderr.write(`  ${running.name}: every end accepted; waiting for the CRM\n`);
     const { arrivals, requests, withRecording } = await crmArrivals(sandboxes, new Set(endedAtMs.keys()));
-    const cpuAtEndMs = cpuTimeMs(running.pid);
+    const cpuAtEndMs = totalCpuTimeMs(running.pids);
     const ownCpuAtEndMs = ownCpuMs();
     const trafficAtEnd = sandboxes.liveKitTraffic();
     await delay(SETTLE_MS);
@@ -203,7 +206,8 @@ export async function runOnce(
       endToStopMs,
       cpuMs: cpuAtEndMs - cpuAtStartMs,
       burstCpuMs: cpuAtEndMs - cpuAtBurstMs,
-      peakRssMiB: peakRssMiB(running.pid),
+      burstToLastMs: arrivals.size === 0 ? null : Math.max(...arrivals.values()) - burstAtMs,
+      peakRssMiB: totalPeakRssMiB(running.pids),
       loopDelay,
       crmRequests: requests,
       liveKitRequests: trafficAtEnd.apiRequests - trafficAtStart.apiRequests,

@@ -1,15 +1,31 @@
-/** The side-by-side table: one block of rows per workload, callsync, the baseline, and their ratio. */
+/**
+ * The side-by-side tables: one block of rows per workload, two columns of runs and their ratio.
+ * The main table is callsync against the baseline; the fleet's is two callsync processes against one.
+ */
 import type { RunResult } from './run-once.ts';
 import { percentile } from './stats.ts';
 
 const MS_PER_SECOND = 1_000;
 
-/** A workload's runs, one per round for each contender. */
+/** A workload's runs, one per round for each column: `first` over `second` is the ratio. */
 export interface WorkloadResult {
   title: string;
-  callsync: RunResult[];
-  baseline: RunResult[];
+  first: RunResult[];
+  second: RunResult[];
 }
+
+/** The columns' headings. */
+export interface TableColumns {
+  first: string;
+  second: string;
+  ratio: string;
+}
+
+export const SIDE_BY_SIDE_COLUMNS: TableColumns = {
+  first: 'callsync',
+  second: 'straight-line baseline',
+  ratio: 'ratio callsync / baseline',
+};
 
 interface Figure {
   name: string;
@@ -46,8 +62,19 @@ export const FIGURES: readonly Figure[] = [
     values: (run) => [seconds(percentile(run.endToStopMs, 50)), seconds(percentile(run.endToStopMs, 99))],
     digits: 2,
   },
+  {
+    name: 'burst → last call data (s) / calls delivered per s',
+    values: (run) => [
+      seconds(run.burstToLastMs),
+      run.burstToLastMs === null || run.burstToLastMs <= 0
+        ? null
+        : run.delivered / (run.burstToLastMs / MS_PER_SECOND),
+    ],
+    digits: 1,
+  },
   { name: 'CPU per delivered call (ms)', values: (run) => [perDelivered(run.cpuMs, run)], digits: 1 },
   { name: '  of which burst → CRM (ms)', values: (run) => [perDelivered(run.burstCpuMs, run)], digits: 1 },
+  // Of a fleet, the processes' peaks summed.
   { name: 'peak RSS (MiB)', values: (run) => [run.peakRssMiB], digits: 0 },
   {
     // Node's histogram records each 10 ms sampling interval whole: an idle loop shows about 10.
@@ -102,8 +129,8 @@ function show(values: readonly (number | null)[], digits: number): string {
 
 function ratios(figure: Figure, result: WorkloadResult): string {
   if (figure.text || figure.noRatio) return '';
-  const ours = medians(figure, result.callsync);
-  const theirs = medians(figure, result.baseline);
+  const ours = medians(figure, result.first);
+  const theirs = medians(figure, result.second);
   return ours
     .map((value, index) => {
       const other = theirs[index];
@@ -115,10 +142,11 @@ function ratios(figure: Figure, result: WorkloadResult): string {
 }
 
 /** The table as a Markdown pipe table (readable as text too); with several rounds, medians. */
-export function formatTable(results: readonly WorkloadResult[]): string {
-  const rows: string[][] = [
-    ['workload', 'figure', 'callsync', 'straight-line baseline', 'ratio callsync / baseline'],
-  ];
+export function formatTable(
+  results: readonly WorkloadResult[],
+  columns: TableColumns = SIDE_BY_SIDE_COLUMNS,
+): string {
+  const rows: string[][] = [['workload', 'figure', columns.first, columns.second, columns.ratio]];
   for (const result of results) {
     FIGURES.forEach((figure, index) => {
       const cell = (runs: readonly RunResult[]) =>
@@ -126,8 +154,8 @@ export function formatTable(results: readonly WorkloadResult[]): string {
       rows.push([
         index === 0 ? result.title : '',
         figure.name,
-        cell(result.callsync),
-        cell(result.baseline),
+        cell(result.first),
+        cell(result.second),
         ratios(figure, result),
       ]);
     });
@@ -142,10 +170,10 @@ export function formatTable(results: readonly WorkloadResult[]): string {
 
 const CPU_FIGURE: Figure = { name: 'cpu', values: (run) => [perDelivered(run.cpuMs, run)], digits: 1 };
 
-/** callsync's median CPU per delivered call over the baseline's; null when either delivered nothing. */
+/** The first column's median CPU per delivered call over the second's; null when either delivered nothing. */
 export function cpuRatio(result: WorkloadResult): number | null {
-  const [ours] = medians(CPU_FIGURE, result.callsync);
-  const [theirs] = medians(CPU_FIGURE, result.baseline);
+  const [ours] = medians(CPU_FIGURE, result.first);
+  const [theirs] = medians(CPU_FIGURE, result.second);
   return ours === null || ours === undefined || theirs === null || theirs === undefined || theirs === 0
     ? null
     : ours / theirs;
