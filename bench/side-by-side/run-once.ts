@@ -102,6 +102,8 @@ async function setUpCall(sandboxes: BenchSandboxes, contender: Contender, call: 
   // The call "started" recordingSeconds ago, so its duration matches its recording.
   const startedAtMs = Date.now() - call.recordingSeconds * 1000;
   const recording = egressRecording(emulator, call.roomName);
+  // A failed start leaves this wait pending until the sandboxes close: not an unhandled rejection.
+  recording.catch(() => undefined);
   await contender.startCall(call, startedAtMs);
   await contender.reportTurns(call, startedAtMs);
   await recording;
@@ -214,6 +216,9 @@ export async function runOnce(
       webhooksDelivered: trafficAtEnd.webhooksDelivered - trafficAtStart.webhooksDelivered,
       sandboxesCpuMs: ownCpuAtEndMs - ownCpuAtStartMs,
     };
+  } catch (error) {
+    process.stderr.write(`  ${contender?.name ?? 'contender'}: the run failed: ${String(error)}\n`);
+    throw error;
   } finally {
     await contender?.close();
     await sandboxes.close();
