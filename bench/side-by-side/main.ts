@@ -3,8 +3,9 @@
  * `npm start` runs it) against the straight-line baseline of the design note's flow
  * (bench/baseline/), each as its own process, against the same LiveKit emulator and CRM sandbox
  * setup in this process, driven by the same call plan; prints one table with both and their
- * ratios. Run `npm run build` first. See args.ts for the flags (for example `--calls 100
- * --fault-calls 0` for a quick run). Issue 15 item 1.
+ * ratios, then a second with the same burst on PostgreSQL, one callsync process against two
+ * (the script builds `dist/` first). See args.ts for the flags (for example `--calls 100
+ * --fault-calls 0 --fleet-calls 0` for a quick run).
  */
 import { parseBenchArgs, USAGE } from './args.ts';
 import { startBaselineContender } from './baseline-contender.ts';

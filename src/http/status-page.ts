@@ -1,5 +1,5 @@
 /**
- * The operator's status page (`GET /`, issue 13): delivery within target, calls by state, the
+ * The operator's status page (`GET /`): delivery within target, calls by state, the
  * failed calls with retry and dismiss, one call's timeline. One HTML page and two same-origin
  * assets (`status-page-assets.ts`); the page reads and acts through the operator JSON API
  * (`GET /v1/status`, `GET /v1/calls`, `GET /v1/calls/{id}`, retry, dismiss), nothing else.

@@ -1,5 +1,5 @@
 /**
- * "A 2xx means stored" (issue 10), end to end on both stores: the real supervisor runs as a
+ * "A 2xx means stored" (README, "What a 2xx promises"), end to end on both stores: the real supervisor runs as a
  * child process and is SIGKILLed the instant the last of its 2xx answers is in, then started
  * again on the same store. Everything it acknowledged must reach the CRM.
  *

@@ -1,5 +1,5 @@
 /**
- * Issue 6 end to end: a real voice.AgentSession (text mode, FakeLLM, the example agent's
+ * End to end: a real voice.AgentSession (text mode, FakeLLM, the example agent's
  * `create_lead` tool) reports its call through the callsync wiring (`attachToSession`, the real
  * reporter over HTTP) to the real supervisor (`createCallsyncApp`, SQLite), which records the
  * call through the LiveKit emulator and delivers it to the CRM sandbox.

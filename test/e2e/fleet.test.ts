@@ -1,5 +1,5 @@
 /**
- * The fleet (issue 12, contract "A fleet"), end to end: three supervisor processes on one
+ * The fleet (README, "Running a fleet"), end to end: three supervisor processes on one
  * PostgreSQL schema, behind a round-robin HTTP proxy in this process (`round-robin-proxy.ts`);
  * every request from the test's agent client and every LiveKit webhook from the emulator goes
  * through the proxy, so any instance gets any of them. `CALLSYNC_LEASE_SECONDS=3` keeps the run

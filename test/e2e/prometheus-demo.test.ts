@@ -1,6 +1,6 @@
 /**
- * Issue 5, literally: a real Prometheus (Debian's package) scrapes a supervisor while the demo's
- * calls flow (`runDemo`, the same code as `npm run demo`), then every PromQL expression of the
+ * The dashboard and rules: a real Prometheus (Debian's package) scrapes a supervisor while
+ * the demo's calls flow (`runDemo`, the same code as `npm run demo`), then every PromQL expression of the
  * dashboard and of the rules must parse and return data. A renamed metric leaves its
  * expressions without data and fails here. `prometheus-supervisor.test.ts` adds the failed,
  * re-driven, stuck and restored calls the demo does not make.

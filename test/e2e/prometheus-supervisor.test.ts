@@ -1,5 +1,5 @@
 /**
- * Issue 5 against the real thing: a real Prometheus scrapes the real supervisor's `/metrics`
+ * The metrics against the real thing: a real Prometheus scrapes the real supervisor's `/metrics`
  * (production wiring from `createCallsyncApp`, through the harness) while calls go through it
  * the way LiveKit and an agent drive them, evaluates the committed rules, and must answer every
  * PromQL expression of the dashboard and the rules with data.

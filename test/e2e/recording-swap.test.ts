@@ -1,6 +1,6 @@
 /**
  * The recording swapped for a symlink to a file outside the recordings root while callsync
- * reads it (issue 10: "A file outside the recordings root can reach the CRM"), against the real
+ * reads it (a file outside the recordings root must never reach the CRM), against the real
  * supervisor with recordings on the shared volume.
  *
  * For each call, the moment its egress is COMPLETE (before callsync has heard of it), a worker

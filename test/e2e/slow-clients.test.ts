@@ -1,7 +1,6 @@
 /**
- * Slow clients under a real 1,024-descriptor limit (issue 10: "Slow clients exhaust the
- * process": 1,100 connections trickling a body held 994 of 1,024 descriptors, CRM uploads then
- * failed with EMFILE). callsync runs as its own process, exactly as `npm start` runs it, started
+ * Slow clients under a real 1,024-descriptor limit (before the connection cap, 1,100
+ * connections trickling a body held 994 of 1,024 descriptors and CRM uploads failed with EMFILE). callsync runs as its own process, exactly as `npm start` runs it, started
  * with RLIMIT_NOFILE 1024:1024 (through `prlimit`), so its connection cap is the default it
  * derives from that limit, and is flooded with 1,100 connections: most
  * send a request's headers and then trickle its body a byte at a time, the others send nothing.

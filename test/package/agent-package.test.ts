@@ -1,5 +1,5 @@
 /**
- * Issue 14 item 3: `callsync/agent` as a separate agent project gets it. `npm pack` of the
+ * `callsync/agent` as a separate agent project gets it. `npm pack` of the
  * built `dist/` makes the tarball; a scratch project outside the repository
  * installs it next to @livekit/agents, @livekit/rtc-node and zod (the versions in our lockfile,
  * from npm's cache where it has them); the workspace's `tsc` typechecks and compiles the small
