@@ -17,6 +17,8 @@ export const USAGE = `npm run bench:side-by-side -- [options]
   --cpu-prof <dir>      run callsync with node --cpu-prof, its profiles written to <dir>
                         (read them with \`node --import tsx bench/side-by-side/profile-top.ts <file>\`)
   --only <name>         run one contender only: callsync or baseline
+  --callsync-entry <f>  run another build of callsync (its dist/main.js) instead of this one's,
+                        to compare two commits against the same sandboxes and baseline
   --help`;
 
 export interface BenchArgs {
@@ -31,6 +33,7 @@ export interface BenchArgs {
   maxCpuRatio: number | null;
   cpuProfDir: string | null;
   only: 'callsync' | 'baseline' | null;
+  callsyncEntry: string | null;
 }
 
 function count(flag: string, text: string): number {
@@ -55,6 +58,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       'max-cpu-ratio': { type: 'string' },
       'cpu-prof': { type: 'string' },
       only: { type: 'string' },
+      'callsync-entry': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -86,5 +90,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
     maxCpuRatio,
     cpuProfDir: values['cpu-prof'] ?? null,
     only,
+    callsyncEntry: values['callsync-entry'] ?? null,
   };
 }

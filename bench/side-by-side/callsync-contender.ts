@@ -34,6 +34,8 @@ export type CallsyncStoreKind = 'sqlite' | 'postgres';
 export interface CallsyncContenderOptions {
   logLevel: string;
   cpuProfDir: string | null;
+  /** Another build's `dist/main.js` to run instead of this checkout's (an A/B of two commits). */
+  callsyncEntry?: string | null;
   store?: { kind: 'sqlite' } | { kind: 'postgres'; processes: number; url?: string | undefined };
 }
 
@@ -52,7 +54,7 @@ async function startProcess(
 ): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   const profile = options.cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
-  const child = startChildProcess([...profile, 'dist/main.js'], {
+  const child = startChildProcess([...profile, options.callsyncEntry ?? 'dist/main.js'], {
     ...env,
     CALLSYNC_HOST: '127.0.0.1',
     CALLSYNC_PORT: String(port),
@@ -130,7 +132,7 @@ export async function startCallsyncContender(
   sandboxes: BenchSandboxes,
   options: CallsyncContenderOptions,
 ): Promise<Contender> {
-  const entry = join(REPO_ROOT, 'dist', 'main.js');
+  const entry = options.callsyncEntry ?? join(REPO_ROOT, 'dist', 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
   const env = {
     LIVEKIT_URL: sandboxes.liveKitUrl,
