@@ -592,6 +592,7 @@ export const callMachine = setup({
     isOwnFinalEgressReport: ({ context }, params: { egressId: string; outcome: EgressOutcome }) =>
       params.egressId === context.egress.id && isFinalEgressStatus(params.outcome.status),
     isFinalOutcome: (_, params: { outcome: EgressOutcome }) => isFinalEgressStatus(params.outcome.status),
+    egressAlreadyEnded: (_, params: { result: StopEgressResult }) => params.result.alreadyEnded,
     hasRecordingFile: ({ context }) => hasRecordingFile(context.egress.settlement),
     deliverySucceeded: (_, params: { output: UploadOutput }) => params.output.status === 'succeeded',
     /** The upload child failed an attempt or began another since we last mirrored it. */
@@ -725,6 +726,13 @@ export const callMachine = setup({
         at: params.failure.at,
       });
     }),
+    /** After a stop LiveKit took: no poll has been made yet. */
+    scheduleFirstPoll: assign(({ context }, params: { at: number }) => ({
+      egress: {
+        ...context.egress,
+        nextPollAt: nextEgressPollAt(params.at, context.limits.egressPollIntervalMs),
+      },
+    })),
     schedulePoll: assign(({ context }, params: { at: number }) => ({
       egress: {
         ...context.egress,
@@ -1088,7 +1096,25 @@ export const callMachine = setup({
                     id: 'stopEgress',
                     src: 'stopEgress',
                     input: ({ context }) => egressRef(context),
-                    onDone: { target: 'polling' },
+                    onDone: [
+                      // LiveKit says it had already ended: its final status is there to read now.
+                      {
+                        guard: {
+                          type: 'egressAlreadyEnded',
+                          params: ({ event }) => ({ result: event.output.result }),
+                        },
+                        target: 'polling',
+                      },
+                      // Stopped: it is ENDING for a while, and its egress_ended webhook usually
+                      // comes first. The first poll is one interval after the stop's answer.
+                      {
+                        target: 'waiting',
+                        actions: {
+                          type: 'scheduleFirstPoll',
+                          params: ({ event }) => ({ at: event.output.at }),
+                        },
+                      },
+                    ],
                     // However stopping failed, the egress's final status decides: poll on.
                     onError: {
                       target: 'polling',

@@ -15,9 +15,13 @@
  *   egress that reported its final status during the call (it died, or hit its limit) is not
  *   waited for; without an egress id there is nothing to wait for (`not_started`).
  * - Polls: `ListEgress` 1 s (`EGRESS_POLL_INTERVAL_MS`) after each answer or failure, at a fixed
- *   interval. Webhooks are best-effort (LiveKit sends each once, and a lost one is never
- *   resent), so polling is what guarantees progress; once a second adds at most a second to a
- *   wait whose p95 is about 10 s, and the deadline bounds it to about 120 requests per call.
+ *   interval. The first comes 1 s after StopEgress is answered: a stopped egress is ENDING for
+ *   a while and its `egress_ended` webhook usually arrives first, so a poll at once would only
+ *   read ENDING (one LiveKit request per call for nothing, 1,000 of them in a burst of hang-ups).
+ *   A stop refused as already ended, or one that failed, is followed by a poll at once. Webhooks
+ *   are best-effort (LiveKit sends each once, and a lost one is never resent), so polling is
+ *   what guarantees progress; once a second adds at most a second to a wait whose p95 is about
+ *   10 s, and the deadline bounds it to about 120 requests per call.
  * - Deadline: 120 s after callsync observed the end (`EGRESS_DEADLINE_MS`, the default of
  *   `CALLSYNC_EGRESS_DEADLINE_SECONDS`): about twelve times the egress's p95, generous on
  *   purpose. A wait that reaches it settles `timed_out` and the call data goes without a

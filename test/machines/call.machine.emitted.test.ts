@@ -31,6 +31,8 @@ const ofType = <T extends CallEmitted['type']>(emitted: readonly CallEmitted[], 
 async function endAndSettle(h: CallHarness): Promise<void> {
   h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
   await h.resolve('stopEgress', { alreadyEnded: false });
+  // The first poll comes one interval after the stop's answer.
+  await h.advanceTo(h.context.egress.nextPollAt!);
   await h.resolve('checkEgress', { status: 'complete', file: RECORDING_FILE });
 }
 

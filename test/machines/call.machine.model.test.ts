@@ -100,6 +100,7 @@ const faultScenarios: Array<[name: string, run: (coverage?: Coverage) => Promise
       endNow(h);
       await flush();
       await h.resolve('stopEgress', { alreadyEnded: false });
+      await h.advanceTo(h.context.egress.nextPollAt!);
       await h.resolve('checkEgress', { status: 'complete', file: RECORDING_FILE });
       await h.resolve('uploadRecording', DELIVERED_RECORDING);
       await h.resolve('postCallData', { status: 201 });
@@ -128,8 +129,8 @@ const faultScenarios: Array<[name: string, run: (coverage?: Coverage) => Promise
       await h.resolve('startEgress', { egressId: EGRESS_ID });
       endNow(h);
       await flush();
+      // Stopped: the first poll waits for the (broken) poll timer.
       await h.resolve('stopEgress', { alreadyEnded: false });
-      await h.resolve('checkEgress', { status: 'active' });
       expect(h.snapshot.value).toEqual({ active: { live: { awaitingEgress: 'waiting' } } });
       h.send({
         type: 'livekit.egress_ended',

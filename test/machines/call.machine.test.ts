@@ -47,14 +47,14 @@ const item = (id: string, offsetMs: number, content: string, role: 'user' | 'ass
   timestamp: iso(REFERENCE_TIMESTAMP + offsetMs),
 });
 
-/** Start → conversation → end → egress COMPLETE by poll → recording acknowledged. */
+/** Start → conversation → end → stop → egress COMPLETE by the poll one interval later → recording acknowledged. */
 async function toPostingData(h: CallHarness, endedAtOffsetMs = 60_000): Promise<void> {
   await h.resolve('startEgress', { egressId: EGRESS_ID });
   await h.advanceTo(REFERENCE_TIMESTAMP + endedAtOffsetMs);
   h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
   await flush();
   await h.resolve('stopEgress', { alreadyEnded: false });
-  await h.resolve('checkEgress', { status: 'active' });
+  expect(h.effects.inFlight('checkEgress')).toBeUndefined(); // no poll right after the stop
   await h.advanceTo(h.context.egress.nextPollAt!);
   await h.resolve('checkEgress', { status: 'complete', file: RECORDING_FILE });
   await h.resolve('uploadRecording', DELIVERED_RECORDING);
@@ -181,6 +181,27 @@ describe('egress', () => {
       egressId: EGRESS_ID,
       error: { code: 'LIVEKIT_UNAVAILABLE' },
     });
+  });
+
+  it('polls 1 s after a stop LiveKit took, and at once after one it refused as already ended', async () => {
+    const ended = async (h: CallHarness) => {
+      await h.resolve('startEgress', { egressId: EGRESS_ID });
+      h.send({ type: 'call.end', endedAt: iso(h.clock.now()), status: 'completed', at: h.clock.now() });
+      await flush();
+    };
+    const stopped = new CallHarness();
+    await ended(stopped);
+    await stopped.resolve('stopEgress', { alreadyEnded: false });
+    expect(stopped.snapshot.value).toEqual({ active: { live: { awaitingEgress: 'waiting' } } });
+    expect(stopped.effects.inFlight('checkEgress')).toBeUndefined();
+    expect(stopped.context.egress.nextPollAt).toBe(stopped.clock.now() + 1_000);
+    expect(stopped.context.egress.polls).toBe(0);
+
+    const alreadyEnded = new CallHarness();
+    await ended(alreadyEnded);
+    await alreadyEnded.resolve('stopEgress', { alreadyEnded: true });
+    expect(alreadyEnded.snapshot.value).toEqual({ active: { live: { awaitingEgress: 'polling' } } });
+    expect(alreadyEnded.effects.inFlight('checkEgress')?.input).toMatchObject({ egressId: EGRESS_ID });
   });
 
   it('ignores webhooks about other egresses and non-final updates', async () => {

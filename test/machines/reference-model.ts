@@ -335,8 +335,9 @@ function settlements(run: RunRecord, end: Entry<'end'>, crashes: readonly Entry<
   const deadline = upAt(endAt + DOCUMENTED.egressDeadlineMs, crashes);
   const timedOut = at(deadline, { kind: 'timed_out' });
   if (finalAt === null) return [timedOut];
-  // Seen by the first poll answered after it is final: polls run once the stop is answered,
-  // then one interval after each answer, each taking `pollLatencyMs`; a restore polls again.
+  // Seen by the first poll answered after it is final: the first poll one interval after the
+  // stop is answered (at once if the stop failed or found it ended), then one interval after
+  // each answer, each taking `pollLatencyMs`; a restore polls again.
   const from = Math.max(finalAt, endAt);
   const latency = run.pollLatencyMs;
   const pollHi = upAt(upAt(from, crashes) + DOCUMENTED.egressPollIntervalMs + latency, crashes) + latency;
