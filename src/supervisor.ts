@@ -938,19 +938,15 @@ export class Supervisor implements CallApi {
   }
 
   /**
-   * The call event a webhook stands for, if it can move a call: a room that finished, or an
-   * egress's final status (the call machine settles on nothing else, `isOwnFinalEgressReport`).
-   * An egress STARTING, ACTIVE or ENDING changes no call, so it costs no event-log row.
+   * The call event a webhook stands for, if it can move a call (`CALL_WEBHOOK_EVENTS`): a room
+   * that finished, or an egress's final status (the call machine settles on nothing else,
+   * `isOwnFinalEgressReport`). An egress STARTING, ACTIVE or ENDING changes no call, so it costs
+   * no event-log row.
    */
   #eventOfWebhook(webhook: LiveKitWebhook): CallExternalEvent | undefined {
     const at = this.#deps.time.now();
     if (webhook.event === 'room_finished') return { type: 'livekit.room_finished', at };
-    if (
-      webhook.egress &&
-      (webhook.event === 'egress_ended' ||
-        webhook.event === 'egress_updated' ||
-        webhook.event === 'egress_started')
-    ) {
+    if (webhook.egress && (webhook.event === 'egress_ended' || webhook.event === 'egress_updated')) {
       const outcome = egressOutcomeOf(webhook.egress);
       if (!isFinalEgressStatus(outcome.status)) return undefined;
       return {

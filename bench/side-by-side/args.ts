@@ -12,6 +12,9 @@ export const USAGE = `npm run bench:side-by-side -- [options]
   --rounds <n>          interleaved rounds per workload; figures are medians (default 1)
   --seed <n>            call plan and fault script seed (default 1)
   --log-level <level>   callsync's LOG_LEVEL (default info, as npm start)
+  --webhook-filter      LiveKit sends only the webhooks that can move a call (room_finished,
+                        egress_updated, egress_ended), as its webhook.filter_params can be set;
+                        by default every event, as LiveKit sends without a filter
   --max-cpu-ratio <x>   exit 1 when callsync's CPU per delivered call exceeds x × the baseline's
                         in any workload (default: never fail)
   --cpu-prof <dir>      run callsync with node --cpu-prof, its profiles written to <dir>
@@ -30,6 +33,7 @@ export interface BenchArgs {
   rounds: number;
   seed: number;
   logLevel: string;
+  webhookFilter: boolean;
   maxCpuRatio: number | null;
   cpuProfDir: string | null;
   only: 'callsync' | 'baseline' | null;
@@ -55,6 +59,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       rounds: { type: 'string', default: '1' },
       seed: { type: 'string', default: '1' },
       'log-level': { type: 'string', default: 'info' },
+      'webhook-filter': { type: 'boolean', default: false },
       'max-cpu-ratio': { type: 'string' },
       'cpu-prof': { type: 'string' },
       only: { type: 'string' },
@@ -87,6 +92,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
     rounds: Math.max(1, count('--rounds', values.rounds)),
     seed: count('--seed', values.seed),
     logLevel: values['log-level'],
+    webhookFilter: values['webhook-filter'],
     maxCpuRatio,
     cpuProfDir: values['cpu-prof'] ?? null,
     only,

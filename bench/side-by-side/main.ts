@@ -7,6 +7,7 @@
  * (the script builds `dist/` first). See args.ts for the flags (for example `--calls 100
  * --fault-calls 0 --fleet-calls 0` for a quick run).
  */
+import { CALL_WEBHOOK_EVENTS } from '../../src/services/livekit-webhook.ts';
 import { parseBenchArgs, USAGE } from './args.ts';
 import { startBaselineContender } from './baseline-contender.ts';
 import { startCallsyncContender } from './callsync-contender.ts';
@@ -42,19 +43,27 @@ if (args === null) {
   process.exit(0);
 }
 
+const webhookIncludeEvents = args.webhookFilter ? CALL_WEBHOOK_EVENTS : undefined;
+const filtered = args.webhookFilter ? ', webhooks filtered' : '';
 const workloads: { title: string; spec: WorkloadSpec }[] = [
   ...args.burstSizes.map((calls) => ({
-    title: `${calls} calls ended together`,
-    spec: { calls: planBenchCalls(calls, args.seed), crmFaultPercent: 0, seed: args.seed },
+    title: `${calls} calls ended together${filtered}`,
+    spec: {
+      calls: planBenchCalls(calls, args.seed),
+      crmFaultPercent: 0,
+      seed: args.seed,
+      webhookIncludeEvents,
+    },
   })),
   ...(args.faultCalls > 0
     ? [
         {
-          title: `${args.faultCalls} calls, ${args.faultPercent} % of CRM requests fail transiently`,
+          title: `${args.faultCalls} calls, ${args.faultPercent} % of CRM requests fail transiently${filtered}`,
           spec: {
             calls: planBenchCalls(args.faultCalls, args.seed),
             crmFaultPercent: args.faultPercent,
             seed: args.seed,
+            webhookIncludeEvents,
           },
         },
       ]

@@ -35,6 +35,8 @@ export interface WorkloadSpec {
   /** Percentage of CRM requests that fail transiently; 0 for none. */
   crmFaultPercent: number;
   seed: number;
+  /** The only webhook events LiveKit sends (its `webhook.filter_params`); all when absent. */
+  webhookIncludeEvents?: readonly string[] | undefined;
 }
 
 export interface RunResult {
@@ -49,6 +51,8 @@ export interface RunResult {
   endToCrmMs: number[];
   /** The egress ENDING (the contender's StopEgress took effect) − the agent's end, per call, in ms. */
   endToStopMs: number[];
+  /** The contender answered the agent's end − the agent sent it, per call, in ms. */
+  endAnsweredMs: number[];
   /** CPU time of the contender's process over the calls' whole life (setup, burst, delivery). */
   cpuMs: number;
   /** CPU time from the burst of ends until the last delivery. */
@@ -146,7 +150,7 @@ export async function runOnce(
   spec: WorkloadSpec,
   startContender: (sandboxes: BenchSandboxes) => Promise<Contender>,
 ): Promise<RunResult> {
-  const sandboxes = await startBenchSandboxes();
+  const sandboxes = await startBenchSandboxes({ webhookIncludeEvents: spec.webhookIncludeEvents });
   let contender: Contender | undefined;
   try {
     contender = await startContender(sandboxes);
@@ -167,12 +171,14 @@ export async function runOnce(
     await running.eventLoopDelay(); // starts the window
     const cpuAtBurstMs = totalCpuTimeMs(running.pids);
     const endedAtMs = new Map<string, number>();
+    const endAnsweredMs: number[] = [];
     const burstAtMs = Date.now();
     await Promise.all(
       spec.calls.map(async (call, index) => {
         const ended = Date.now();
         endedAtMs.set(running.crmCallIdOf(call), ended);
         await running.endCall(call, startedAtMs[index]!, ended);
+        endAnsweredMs.push(Date.now() - ended);
         // The agent hangs up the SIP leg after `end` (src/demo/simulate-call.ts).
         sandboxes.emulator.hangUp({ room: call.roomName });
       }),
@@ -206,6 +212,7 @@ export async function runOnce(
       addedLatencyMs,
       endToCrmMs,
       endToStopMs,
+      endAnsweredMs,
       cpuMs: cpuAtEndMs - cpuAtStartMs,
       burstCpuMs: cpuAtEndMs - cpuAtBurstMs,
       burstToLastMs: arrivals.size === 0 ? null : Math.max(...arrivals.values()) - burstAtMs,

@@ -39,7 +39,12 @@ export interface BenchSandboxes {
   close(): Promise<void>;
 }
 
-export async function startBenchSandboxes(): Promise<BenchSandboxes> {
+export async function startBenchSandboxes(
+  options: {
+    /** LiveKit's `webhook.filter_params.include_events`; every event when absent. */
+    webhookIncludeEvents?: readonly string[] | undefined;
+  } = {},
+): Promise<BenchSandboxes> {
   const dir = await mkdtemp(join(tmpdir(), 'callsync-bench-'));
   const recordingsDir = join(dir, 'recordings');
   await mkdir(recordingsDir, { recursive: true });
@@ -47,6 +52,7 @@ export async function startBenchSandboxes(): Promise<BenchSandboxes> {
     keys: { [LIVEKIT_API_KEY]: LIVEKIT_API_SECRET },
     recordingsDir,
     departureTimeoutMs: DEPARTURE_TIMEOUT_MS,
+    webhookFilter: { includeEvents: options.webhookIncludeEvents },
   });
   const crm = createCrmSandbox({ storageDir: join(dir, 'crm'), apiKey: CRM_API_KEY });
   const egressCompleteAtMs = new Map<string, number>();

@@ -58,6 +58,11 @@ export const FIGURES: readonly Figure[] = [
   },
   { name: 'end → CRM p99 (s)', values: (run) => [seconds(percentile(run.endToCrmMs, 99))], digits: 2 },
   {
+    name: '  of which end answered p50 / p99 (s)',
+    values: (run) => [seconds(percentile(run.endAnsweredMs, 50)), seconds(percentile(run.endAnsweredMs, 99))],
+    digits: 2,
+  },
+  {
     name: '  of which end → StopEgress p50 / p99 (s)',
     values: (run) => [seconds(percentile(run.endToStopMs, 50)), seconds(percentile(run.endToStopMs, 99))],
     digits: 2,

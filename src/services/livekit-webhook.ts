@@ -107,16 +107,16 @@ export class LiveKitWebhookVerifier {
 }
 
 /**
- * The events whose content callsync may act on, decoded by the SDK's `WebhookEvent.fromJson`.
- * The others (participants, tracks, room_started, ingress…) only need their name and ids, read
- * from the JSON as it is: protobuf's decoding was a third of a webhook's verification cost.
+ * The only LiveKit webhook events that can move a call: a room that finished, and an egress's
+ * status, final only in `egress_updated` or `egress_ended` (`egress_started` is always
+ * STARTING). They are decoded by the SDK's `WebhookEvent.fromJson`; the others (participants,
+ * tracks, room_started…) only need their name and ids, read from the JSON as it is: protobuf's
+ * decoding was a third of a webhook's verification cost. LiveKit's
+ * `webhook.filter_params.include_events` can be set to this list.
  */
-const DECODED_EVENTS: ReadonlySet<string> = new Set([
-  'room_finished',
-  'egress_started',
-  'egress_updated',
-  'egress_ended',
-]);
+export const CALL_WEBHOOK_EVENTS = ['room_finished', 'egress_updated', 'egress_ended'] as const;
+
+const DECODED_EVENTS: ReadonlySet<string> = new Set(CALL_WEBHOOK_EVENTS);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -316,6 +316,36 @@ describe('LiveKit emulator: webhook delivery', () => {
     expect(lk.sink.received.some((d) => d.rawBody.includes('"egress_ended"'))).toBe(true);
   });
 
+  it("filters the configured URLs' events as webhook.filter_params does, not an egress request's own webhooks", async () => {
+    const lk = await harness({ webhookFilter: { includeEvents: ['egress_ended', 'room_finished'] } });
+    extraSink = await startWebhookSink();
+    lk.emulator.startSipCall({ room: 'filtered', callerNumber: TEST_CALLER, agent: false });
+    const started = await lk.egress.startRoomCompositeEgress('filtered', oggOutput(), {
+      audioOnly: true,
+      webhooks: [new WebhookConfig({ url: extraSink.url, signingKey: TEST_API_KEY })],
+    });
+    await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
+    await lk.egress.stopEgress(started.egressId);
+    await lk.emulator.waitForEgress(started.egressId, hasEnded);
+    await lk.rooms.deleteRoom('filtered');
+    await lk.emulator.webhooksIdle();
+
+    const names = (sink: WebhookSink) =>
+      sink.received.map((d) => (JSON.parse(d.rawBody) as { event: string }).event);
+    expect(names(lk.sink).sort()).toEqual(['egress_ended', 'room_finished']);
+    expect(names(extraSink)).toEqual(['egress_started', 'egress_updated', 'egress_updated', 'egress_ended']);
+
+    // The room stays open (no room_finished) for the whole test.
+    const excluding = await harness({
+      webhookFilter: { excludeEvents: ['participant_joined', 'track_published'] },
+      departureTimeoutMs: 3_600_000,
+    });
+    excluding.emulator.startSipCall({ room: 'excluded', callerNumber: TEST_CALLER, agent: false });
+    excluding.emulator.hangUp({ room: 'excluded' });
+    await excluding.emulator.webhooksIdle();
+    expect(names(excluding.sink)).toEqual(['room_started', 'participant_left']);
+  });
+
   it('abandons pending deliveries on close', async () => {
     const lk = await harness();
     lk.emulator.setRoomBehaviour('never', { webhooks: { delayMs: 60_000 } });

@@ -6,7 +6,7 @@
 import type { Clock } from './clock.ts';
 import type { ServerStorageConfig } from './egress-storage.ts';
 import type { EmulatorLogger } from './logger.ts';
-import type { WebhookRetryOptions } from './webhook-dispatcher.ts';
+import type { WebhookFilter, WebhookRetryOptions } from './webhook-dispatcher.ts';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_ACTIVATE_AFTER_MS = 50;
@@ -60,6 +60,8 @@ export interface LiveKitEmulatorOptions {
   /** API key that signs webhooks (and per-request webhooks with an unknown key); the first key by default. */
   webhookApiKey?: string;
   webhookRetry?: WebhookRetryOptions;
+  /** Which events `webhookUrls` get, like the server's `webhook.filter_params`; all by default. */
+  webhookFilter?: WebhookFilter;
   /** STARTING → ACTIVE delay once someone is in the room; 50 ms by default. */
   activateAfterMs?: number;
   /** ENDING → COMPLETE (or another end) delay; 200 ms by default. */

@@ -172,6 +172,7 @@ export function createLiveKitEmulator(options: LiveKitEmulatorOptions): LiveKitE
     events,
     logger,
     retry: options.webhookRetry,
+    filter: options.webhookFilter,
   });
   const rooms = new RoomRegistry({
     clock,

@@ -4,8 +4,9 @@
  * Environment: `LIVEKIT_API_KEY` / `LIVEKIT_API_SECRET` (default devkey / secret, like
  * `livekit-server --dev`), `LIVEKIT_EMULATOR_HOST` (default 127.0.0.1), `LIVEKIT_EMULATOR_PORT`
  * (default 7880, LiveKit's port), `LIVEKIT_EMULATOR_RECORDINGS_DIR` (default ./recordings),
- * `LIVEKIT_WEBHOOK_URL` (comma-separated receivers), `LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS`
- * (default 20000), `LOG_LEVEL` (default info). Point `LIVEKIT_URL` at the printed URL, then
+ * `LIVEKIT_WEBHOOK_URL` (comma-separated receivers), `LIVEKIT_WEBHOOK_INCLUDE_EVENTS` (the only
+ * events they get, comma-separated, as `webhook.filter_params.include_events`),
+ * `LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS` (default 20000), `LOG_LEVEL` (default info). Point `LIVEKIT_URL` at the printed URL, then
  * script calls with the `/_emulator/...` endpoints (see control-routes.ts), for example
  * `curl -XPOST $URL/_emulator/rooms/call-1/sip-calls -d '{"callerNumber":"+15551234567"}'`.
  * Stops on SIGINT/SIGTERM.
@@ -54,6 +55,15 @@ const envSchema = z.object({
         .filter((url) => url !== ''),
     )
     .pipe(z.array(z.url({ protocol: /^https?$/ }))),
+  LIVEKIT_WEBHOOK_INCLUDE_EVENTS: z
+    .string()
+    .default('')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((event) => event.trim())
+        .filter((event) => event !== ''),
+    ),
   LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS: z.coerce.number().int().min(0).optional(),
   LIVEKIT_EMULATOR_REQUIRE_STORAGE: flag,
   LIVEKIT_EMULATOR_STORAGE_PREFIX: optionalText,
@@ -135,6 +145,7 @@ const emulator = createLiveKitEmulator({
   host: env.LIVEKIT_EMULATOR_HOST,
   port: env.LIVEKIT_EMULATOR_PORT,
   webhookUrls: env.LIVEKIT_WEBHOOK_URL,
+  webhookFilter: { includeEvents: env.LIVEKIT_WEBHOOK_INCLUDE_EVENTS },
   ...(env.LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS === undefined
     ? {}
     : { departureTimeoutMs: env.LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS }),

@@ -13,6 +13,9 @@
  *   like go-retryablehttp; then the event is lost for that target (LiveKit keeps no outbox).
  * - Faults (`drop`, `duplicate`, `delayMs`, `hold`) are read from the room's behaviour when the
  *   event is emitted.
+ * - A filter (`webhook.filter_params` in LiveKit's config: include_events, else exclude_events)
+ *   decides which events the configured URLs get; an egress request's own webhooks get every
+ *   event of it, as LiveKit's notifier for them has no filter.
  * - `close()` aborts in-flight requests and pending waits; nothing is delivered afterwards.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,6 +42,18 @@ export interface WebhookTarget {
   url: string;
   apiKey: string;
   apiSecret: string;
+}
+
+/** LiveKit's `FilterParams`: `includeEvents` wins over `excludeEvents`; neither, every event. */
+export interface WebhookFilter {
+  includeEvents?: readonly string[] | undefined;
+  excludeEvents?: readonly string[] | undefined;
+}
+
+export function webhookAllowed(filter: WebhookFilter | undefined, event: string): boolean {
+  if (filter?.includeEvents && filter.includeEvents.length > 0) return filter.includeEvents.includes(event);
+  if (filter?.excludeEvents && filter.excludeEvents.length > 0) return !filter.excludeEvents.includes(event);
+  return true;
 }
 
 export interface WebhookRetryOptions {
@@ -73,6 +88,7 @@ export function eventKey(event: WebhookEvent): string {
 
 export class WebhookDispatcher {
   readonly #targets: WebhookTarget[];
+  readonly #filter: WebhookFilter | undefined;
   readonly #behaviourFor: (roomName: string) => RoomBehaviour | undefined;
   readonly #clock: Clock;
   readonly #events: EventEmitter<LiveKitEmulatorEventMap>;
@@ -95,8 +111,11 @@ export class WebhookDispatcher {
     events: EventEmitter<LiveKitEmulatorEventMap>;
     logger: EmulatorLogger;
     retry?: WebhookRetryOptions | undefined;
+    /** For the configured targets only. */
+    filter?: WebhookFilter | undefined;
   }) {
     this.#targets = [...options.targets];
+    this.#filter = options.filter;
     this.#behaviourFor = options.behaviourFor;
     this.#clock = options.clock;
     this.#events = options.events;
@@ -125,7 +144,10 @@ export class WebhookDispatcher {
       roomName,
       body: event.toJsonString(),
       event: event.clone(),
-      targets: [...this.#targets, ...(options.extraTargets ?? [])],
+      targets: [
+        ...(webhookAllowed(this.#filter, event.event) ? this.#targets : []),
+        ...(options.extraTargets ?? []),
+      ],
     };
     const { targets: _targets, ...emitted } = webhook;
     this.#events.emit('webhook:emitted', emitted);
