@@ -60,6 +60,20 @@ function start(options: { store?: CallStore } = {}) {
   return { clock, effects, registry, store, supervisor };
 }
 
+/** Starts the supervisor and a call in room-1 whose egress EG_1 records room instance RM_now. */
+async function recordingCall(supervisor: Supervisor, effects: FakeEffects): Promise<string> {
+  await supervisor.start();
+  const { callId } = await supervisor.createCall({
+    roomName: 'room-1',
+    callerNumber: '+15550100',
+    config: CONFIG,
+  });
+  await flush();
+  effects.take('startEgress').resolve({ egressId: 'EG_1', roomSid: 'RM_now' });
+  await flush();
+  return callId;
+}
+
 const roomFinished = (room: string, roomSid: string | null, id = `EV_${room}`): string =>
   JSON.stringify({ id, event: 'room_finished', createdAt: 0, roomName: room, roomSid, egress: null });
 
@@ -89,15 +103,7 @@ describe('supervisor', () => {
 
   it("routes room_finished by room name, and ignores one from an earlier room's sid", async () => {
     const { effects, supervisor } = start();
-    await supervisor.start();
-    const { callId } = await supervisor.createCall({
-      roomName: 'room-1',
-      callerNumber: '+15550100',
-      config: CONFIG,
-    });
-    await flush();
-    effects.take('startEgress').resolve({ egressId: 'EG_1', roomSid: 'RM_now' });
-    await flush();
+    const callId = await recordingCall(supervisor, effects);
 
     await supervisor.handleWebhook(roomFinished('room-1', 'RM_earlier'), 'jwt');
     expect((await supervisor.getCall(callId)).endedAt).toBeNull();
@@ -109,15 +115,7 @@ describe('supervisor', () => {
 
   it("logs an egress's final status only: STARTING, ACTIVE and ENDING reports are answered and ignored", async () => {
     const { effects, registry, store, supervisor } = start();
-    await supervisor.start();
-    const { callId } = await supervisor.createCall({
-      roomName: 'room-1',
-      callerNumber: '+15550100',
-      config: CONFIG,
-    });
-    await flush();
-    effects.take('startEgress').resolve({ egressId: 'EG_1', roomSid: 'RM_now' });
-    await flush();
+    const callId = await recordingCall(supervisor, effects);
     const egressReport = (event: string, state: string, id: string) =>
       JSON.stringify({
         id,

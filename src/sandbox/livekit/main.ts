@@ -39,31 +39,25 @@ const flag = z
   .default('')
   .transform((value) => value === 'true');
 
+/** A comma-separated variable: its entries, trimmed, the empty ones left out. */
+const commaList = z
+  .string()
+  .default('')
+  .transform((value) =>
+    value
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== ''),
+  );
+
 const envSchema = z.object({
   LIVEKIT_API_KEY: z.string().min(1).default('devkey'),
   LIVEKIT_API_SECRET: z.string().min(1).default('secret'),
   LIVEKIT_EMULATOR_HOST: z.string().min(1).default('127.0.0.1'),
   LIVEKIT_EMULATOR_PORT: z.coerce.number().int().min(0).max(65_535).default(7880),
   LIVEKIT_EMULATOR_RECORDINGS_DIR: z.string().min(1).default('./recordings'),
-  LIVEKIT_WEBHOOK_URL: z
-    .string()
-    .default('')
-    .transform((value) =>
-      value
-        .split(',')
-        .map((url) => url.trim())
-        .filter((url) => url !== ''),
-    )
-    .pipe(z.array(z.url({ protocol: /^https?$/ }))),
-  LIVEKIT_WEBHOOK_INCLUDE_EVENTS: z
-    .string()
-    .default('')
-    .transform((value) =>
-      value
-        .split(',')
-        .map((event) => event.trim())
-        .filter((event) => event !== ''),
-    ),
+  LIVEKIT_WEBHOOK_URL: commaList.pipe(z.array(z.url({ protocol: /^https?$/ }))),
+  LIVEKIT_WEBHOOK_INCLUDE_EVENTS: commaList,
   LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS: z.coerce.number().int().min(0).optional(),
   LIVEKIT_EMULATOR_REQUIRE_STORAGE: flag,
   LIVEKIT_EMULATOR_STORAGE_PREFIX: optionalText,
