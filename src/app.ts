@@ -6,7 +6,12 @@
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
 import type { Config } from './config.ts';
-import { buildHttpServer, type HttpServer, type HttpServerOptions } from './http/server.ts';
+import {
+  buildHttpServer,
+  HTTP_LISTEN_BACKLOG,
+  type HttpServer,
+  type HttpServerOptions,
+} from './http/server.ts';
 import { createLogger, type Logger } from './logging/logger.ts';
 import { createCallLogic } from './machines/call.actors.ts';
 import type { CallLimits } from './machines/call.types.ts';
@@ -204,7 +209,11 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
       starting ??= (async () => {
         await checkStorageAtStart(storage, logger);
         await supervisor.start();
-        const address = await http.listen({ host: config.http.host, port: config.http.port });
+        const address = await http.listen({
+          host: config.http.host,
+          port: config.http.port,
+          backlog: HTTP_LISTEN_BACKLOG,
+        });
         logger.info({ address }, 'callsync listening');
         const { port } = http.server.address() as { port: number };
         return {

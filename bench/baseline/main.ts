@@ -77,7 +77,8 @@ const server = createServer((req, res) => {
     if (!res.headersSent) send(res, 500, { error: String(error) });
   });
 });
-server.listen(Number(required('BASELINE_PORT')), '127.0.0.1');
+// As callsync listens (src/http/server.ts, HTTP_LISTEN_BACKLOG): a burst of ends must not lose SYNs.
+server.listen(Number(required('BASELINE_PORT')), '127.0.0.1', 4_096);
 await once(server, 'listening');
 console.log(`baseline listening on port ${required('BASELINE_PORT')}`);
 

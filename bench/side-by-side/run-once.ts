@@ -5,6 +5,7 @@
  * receiving. CPU and memory come from the contender's /proc entries, timings from the
  * emulator's egress events and the CRM sandbox's `receivedAt`.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { EgressStatus } from '@livekit/protocol';
 import { runPooled } from '../../src/demo/pool.ts';
@@ -69,9 +70,15 @@ export interface RunResult {
   webhooksDelivered: number;
   /** CPU time of this process (the emulator and the CRM sandbox) over the same window as `cpuMs`. */
   sandboxesCpuMs: number;
+  /**
+   * This process's own event-loop delay from the burst to the last delivery, in ms: when it is
+   * large, the sandboxes answered (and the agents' requests went out) late, whoever was measured.
+   */
+  sandboxesLoopDelayMaxMs: number;
 }
 
 const US_PER_MS = 1_000;
+const NS_PER_MS = 1_000_000;
 
 function ownCpuMs(): number {
   const { user, system } = process.cpuUsage();
@@ -169,6 +176,8 @@ export async function runOnce(
       sandboxes.injectTransientFaults(spec.crmFaultPercent, spec.calls.length * 4, spec.seed);
     }
     await running.eventLoopDelay(); // starts the window
+    const ownLoop = monitorEventLoopDelay({ resolution: 10 });
+    ownLoop.enable();
     const cpuAtBurstMs = totalCpuTimeMs(running.pids);
     const endedAtMs = new Map<string, number>();
     const endAnsweredMs: number[] = [];
@@ -188,6 +197,7 @@ export async function runOnce(
     const cpuAtEndMs = totalCpuTimeMs(running.pids);
     const ownCpuAtEndMs = ownCpuMs();
     const trafficAtEnd = sandboxes.liveKitTraffic();
+    ownLoop.disable();
     await delay(SETTLE_MS);
     const loopDelay = await running.eventLoopDelay();
     const addedLatencyMs: number[] = [];
@@ -222,6 +232,7 @@ export async function runOnce(
       liveKitRequests: trafficAtEnd.apiRequests - trafficAtStart.apiRequests,
       webhooksDelivered: trafficAtEnd.webhooksDelivered - trafficAtStart.webhooksDelivered,
       sandboxesCpuMs: ownCpuAtEndMs - ownCpuAtStartMs,
+      sandboxesLoopDelayMaxMs: ownLoop.max / NS_PER_MS,
     };
   } catch (error) {
     process.stderr.write(`  ${contender?.name ?? 'contender'}: the run failed: ${String(error)}\n`);

@@ -52,6 +52,8 @@ export interface RoundRobinProxy {
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1): never forwarded. */
+/** Connections queued for accepting; Node's default, 511, drops SYNs in a burst (resent 1 s later). */
+const LISTEN_BACKLOG = 4_096;
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -137,7 +139,7 @@ export async function startRoundRobinProxy(backends: readonly ProxyBackend[]): P
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(0, '127.0.0.1', LISTEN_BACKLOG);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
 

@@ -44,6 +44,8 @@ import type { WebhookTarget } from './webhook-dispatcher.ts';
 import { WebhookDispatcher } from './webhook-dispatcher.ts';
 
 /** Emitted webhooks kept for `webhookLog()`; older ones are forgotten. */
+/** Connections queued for accepting; Node's default, 511, drops SYNs in a burst (resent 1 s later). */
+const LISTEN_BACKLOG = 4_096;
 const WEBHOOK_LOG_LIMIT = 1_000;
 
 export interface WaitOptions {
@@ -301,7 +303,7 @@ export function createLiveKitEmulator(options: LiveKitEmulatorOptions): LiveKitE
       server = httpServer;
       await new Promise<void>((resolveListen, rejectListen) => {
         httpServer.once('error', rejectListen);
-        httpServer.listen(options.port ?? 0, options.host ?? DEFAULT_HOST, () => {
+        httpServer.listen(options.port ?? 0, options.host ?? DEFAULT_HOST, LISTEN_BACKLOG, () => {
           httpServer.off('error', rejectListen);
           resolveListen();
         });
