@@ -28,6 +28,7 @@ import { CRM_API_KEY, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, type BenchSandboxes }
 
 const READY_TIMEOUT_MS = 30_000;
 const SECONDS_TO_MS = 1_000;
+const PROXY_RETRY_DEADLINE_MS = 60_000;
 
 export type CallsyncStoreKind = 'sqlite' | 'postgres';
 
@@ -150,7 +151,12 @@ export async function startCallsyncContender(
       ? await startOnSqlite(env, sandboxes, options)
       : await startOnPostgres(env, options, store.processes, store.url ?? POSTGRES_URL_DEFAULT);
   sandboxes.emulator.addWebhookUrl(`${running.url}/livekit/webhook`);
-  const api = createCallsyncClient({ baseUrl: running.url });
+  // Behind the proxy, a request a backend dropped under load is a 502 or a broken connection:
+  // sent again, as the agent's reporter does (src/agent/reporter.ts), within a minute.
+  const api = createCallsyncClient({
+    baseUrl: running.url,
+    retry: store.kind === 'postgres' ? { deadlineMs: PROXY_RETRY_DEADLINE_MS, maxDelayMs: 2_000 } : undefined,
+  });
   const direct: CallsyncClient[] = running.processUrls.map((baseUrl) => createCallsyncClient({ baseUrl }));
   const callIds = new Map<string, string>();
   const callIdOf = (call: BenchCall) => {
