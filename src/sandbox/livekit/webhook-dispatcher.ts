@@ -18,11 +18,11 @@
  *   event of it, as LiveKit's notifier for them has no filter.
  * - `close()` aborts in-flight requests and pending waits; nothing is delivered afterwards.
  */
+import { setMaxListeners, type EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import type { WebhookEvent } from '@livekit/protocol';
 import type { LiveKitEmulatorEventMap, EmittedWebhook } from './events.ts';
-import type { EventEmitter } from 'node:events';
 import type { Clock } from './clock.ts';
 import { unixSeconds } from './clock.ts';
 import { newGuid } from './ids.ts';
@@ -116,6 +116,8 @@ export class WebhookDispatcher {
   }) {
     this.#targets = [...options.targets];
     this.#filter = options.filter;
+    // Every delivery in flight (one per resource queue, hundreds in a burst) listens to it.
+    setMaxListeners(0, this.#abort.signal);
     this.#behaviourFor = options.behaviourFor;
     this.#clock = options.clock;
     this.#events = options.events;
