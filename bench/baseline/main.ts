@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createFlow, type CallEnd, type CallStart } from './flow.ts';
+import { SANDBOX_LISTEN_BACKLOG } from '../../src/sandbox/listen-backlog.ts';
 
 /** prom-client's default resolution, so both sides sample the loop alike. */
 const EVENT_LOOP_RESOLUTION_MS = 10;
@@ -77,8 +78,8 @@ const server = createServer((req, res) => {
     if (!res.headersSent) send(res, 500, { error: String(error) });
   });
 });
-// As callsync listens (src/http/server.ts, HTTP_LISTEN_BACKLOG): a burst of ends must not lose SYNs.
-server.listen(Number(required('BASELINE_PORT')), '127.0.0.1', 4_096);
+// As callsync listens: a burst of ends must not lose SYNs.
+server.listen(Number(required('BASELINE_PORT')), '127.0.0.1', SANDBOX_LISTEN_BACKLOG);
 await once(server, 'listening');
 console.log(`baseline listening on port ${required('BASELINE_PORT')}`);
 

@@ -4,7 +4,7 @@
  * posts the call's start and, at the end, the transcript it kept in memory.
  */
 import { freePort } from '../../src/sandbox/free-port.ts';
-import { startChildProcess } from './child-process.ts';
+import { startReadyChildProcess } from './child-process.ts';
 import { BENCH_PERSONA_CONFIG, type Contender } from './contender.ts';
 import type { BenchCall } from './plan.ts';
 import type { LoopDelay } from './stats.ts';
@@ -14,21 +14,20 @@ const READY_TIMEOUT_MS = 30_000;
 
 export async function startBaselineContender(sandboxes: BenchSandboxes): Promise<Contender> {
   const port = await freePort();
-  const child = startChildProcess(['--import', 'tsx', 'bench/baseline/main.ts'], {
-    LIVEKIT_URL: sandboxes.liveKitUrl,
-    LIVEKIT_API_KEY,
-    LIVEKIT_API_SECRET,
-    CRM_BASE_URL: sandboxes.crmUrl,
-    CRM_API_KEY,
-    BASELINE_PORT: String(port),
-  });
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await child.waitReady(`${url}/healthz`, READY_TIMEOUT_MS);
-  } catch (error) {
-    await child.stop();
-    throw error;
-  }
+  const child = await startReadyChildProcess(
+    ['--import', 'tsx', 'bench/baseline/main.ts'],
+    {
+      LIVEKIT_URL: sandboxes.liveKitUrl,
+      LIVEKIT_API_KEY,
+      LIVEKIT_API_SECRET,
+      CRM_BASE_URL: sandboxes.crmUrl,
+      CRM_API_KEY,
+      BASELINE_PORT: String(port),
+    },
+    `${url}/healthz`,
+    READY_TIMEOUT_MS,
+  );
 
   async function post(path: string, body: unknown, expected: number): Promise<void> {
     const answer = await fetch(`${url}${path}`, {

@@ -21,7 +21,7 @@ import { POSTGRES_URL_DEFAULT } from '../../src/demo/fleet-settings.ts';
 import { sampleValue } from '../../src/demo/prometheus-text.ts';
 import { startRoundRobinProxy, type RoundRobinProxy } from '../../src/demo/round-robin-proxy.ts';
 import { freePort } from '../../src/sandbox/free-port.ts';
-import { REPO_ROOT, startChildProcess, type ChildProcess } from './child-process.ts';
+import { REPO_ROOT, startReadyChildProcess, type ChildProcess } from './child-process.ts';
 import { BENCH_PERSONA_CONFIG, type Contender } from './contender.ts';
 import type { BenchCall } from './plan.ts';
 import { CRM_API_KEY, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, type BenchSandboxes } from './sandboxes.ts';
@@ -55,18 +55,13 @@ async function startProcess(
 ): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   const profile = options.cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
-  const child = startChildProcess([...profile, options.callsyncEntry ?? 'dist/main.js'], {
-    ...env,
-    CALLSYNC_HOST: '127.0.0.1',
-    CALLSYNC_PORT: String(port),
-  });
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await child.waitReady(`${url}/readyz`, READY_TIMEOUT_MS);
-  } catch (error) {
-    await child.stop();
-    throw error;
-  }
+  const child = await startReadyChildProcess(
+    [...profile, options.callsyncEntry ?? 'dist/main.js'],
+    { ...env, CALLSYNC_HOST: '127.0.0.1', CALLSYNC_PORT: String(port) },
+    `${url}/readyz`,
+    READY_TIMEOUT_MS,
+  );
   return { child, url };
 }
 

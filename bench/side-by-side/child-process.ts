@@ -75,3 +75,20 @@ export function startChildProcess(args: readonly string[], env: Record<string, s
     },
   };
 }
+
+/** Starts a child and waits until `readyUrl` answers 200; a child that does not get there is stopped. */
+export async function startReadyChildProcess(
+  args: readonly string[],
+  env: Record<string, string>,
+  readyUrl: string,
+  timeoutMs: number,
+): Promise<ChildProcess> {
+  const child = startChildProcess(args, env);
+  try {
+    await child.waitReady(readyUrl, timeoutMs);
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+  return child;
+}

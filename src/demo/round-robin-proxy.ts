@@ -27,6 +27,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { SANDBOX_LISTEN_BACKLOG } from '../sandbox/listen-backlog.ts';
 
 export interface ProxyBackend {
   /** A name for the statistics (the instance id). */
@@ -52,8 +53,6 @@ export interface RoundRobinProxy {
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1): never forwarded. */
-/** Connections queued for accepting; Node's default, 511, drops SYNs in a burst (resent 1 s later). */
-const LISTEN_BACKLOG = 4_096;
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -139,7 +138,7 @@ export async function startRoundRobinProxy(backends: readonly ProxyBackend[]): P
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  server.listen(0, '127.0.0.1', LISTEN_BACKLOG);
+  server.listen(0, '127.0.0.1', SANDBOX_LISTEN_BACKLOG);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
 

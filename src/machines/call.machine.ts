@@ -459,6 +459,15 @@ const collecting = {
   },
 } as const;
 
+/** The egress's next poll, one interval after `at`; `polled` polls more made than counted so far. */
+const nextPoll = (context: CallContext, at: number, polled: 0 | 1) => ({
+  egress: {
+    ...context.egress,
+    polls: context.egress.polls + polled,
+    nextPollAt: nextEgressPollAt(at, context.limits.egressPollIntervalMs),
+  },
+});
+
 /** A step that gave up after its attempts: the last one's number, its error and its time. */
 const gaveUpOutputOf = ({ event }: MapperArgs) => {
   const { output } = event as DoneActorEvent<UploadOutput>;
@@ -727,19 +736,9 @@ export const callMachine = setup({
       });
     }),
     /** After a stop LiveKit took: no poll has been made yet. */
-    scheduleFirstPoll: assign(({ context }, params: { at: number }) => ({
-      egress: {
-        ...context.egress,
-        nextPollAt: nextEgressPollAt(params.at, context.limits.egressPollIntervalMs),
-      },
-    })),
-    schedulePoll: assign(({ context }, params: { at: number }) => ({
-      egress: {
-        ...context.egress,
-        polls: context.egress.polls + 1,
-        nextPollAt: nextEgressPollAt(params.at, context.limits.egressPollIntervalMs),
-      },
-    })),
+    scheduleFirstPoll: assign(({ context }, params: { at: number }) => nextPoll(context, params.at, 0)),
+    /** After a poll's answer or failure. */
+    schedulePoll: assign(({ context }, params: { at: number }) => nextPoll(context, params.at, 1)),
     settleEgress: enqueueActions(({ context, enqueue }, params: { settlement: EgressSettlement }) => {
       const { settlement } = params;
       enqueue.assign({

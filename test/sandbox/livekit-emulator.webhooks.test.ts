@@ -47,10 +47,13 @@ async function nextEvents(lk: LiveKitHarness, count: number): Promise<WebhookEve
   return events;
 }
 
-/** Runs a call's egress from start to COMPLETE. */
-async function recordCall(lk: LiveKitHarness, room: string): Promise<string> {
+/** Runs a call's egress from start to COMPLETE; `webhooks`: the egress request's own. */
+async function recordCall(lk: LiveKitHarness, room: string, webhooks?: WebhookConfig[]): Promise<string> {
   lk.emulator.startSipCall({ room, callerNumber: TEST_CALLER, agent: false });
-  const started = await lk.egress.startRoomCompositeEgress(room, oggOutput(), { audioOnly: true });
+  const started = await lk.egress.startRoomCompositeEgress(room, oggOutput(), {
+    audioOnly: true,
+    ...(webhooks === undefined ? {} : { webhooks }),
+  });
   await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
   await lk.egress.stopEgress(started.egressId);
   await lk.emulator.waitForEgress(started.egressId, hasEnded);
@@ -293,14 +296,7 @@ describe('LiveKit emulator: webhook delivery', () => {
     const secondSecret = 'second-secret-second-secret-second-secret';
     const lk = await harness({ keys: { [TEST_API_KEY]: TEST_API_SECRET, [secondKey]: secondSecret } });
     extraSink = await startWebhookSink();
-    lk.emulator.startSipCall({ room: 'own-hooks', callerNumber: TEST_CALLER, agent: false });
-    const started = await lk.egress.startRoomCompositeEgress('own-hooks', oggOutput(), {
-      audioOnly: true,
-      webhooks: [new WebhookConfig({ url: extraSink.url, signingKey: secondKey })],
-    });
-    await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
-    await lk.egress.stopEgress(started.egressId);
-    await lk.emulator.waitForEgress(started.egressId, hasEnded);
+    await recordCall(lk, 'own-hooks', [new WebhookConfig({ url: extraSink.url, signingKey: secondKey })]);
     await lk.emulator.webhooksIdle();
 
     const receiver = new WebhookReceiver(secondKey, secondSecret);
@@ -319,14 +315,7 @@ describe('LiveKit emulator: webhook delivery', () => {
   it("filters the configured URLs' events as webhook.filter_params does, not an egress request's own webhooks", async () => {
     const lk = await harness({ webhookFilter: { includeEvents: ['egress_ended', 'room_finished'] } });
     extraSink = await startWebhookSink();
-    lk.emulator.startSipCall({ room: 'filtered', callerNumber: TEST_CALLER, agent: false });
-    const started = await lk.egress.startRoomCompositeEgress('filtered', oggOutput(), {
-      audioOnly: true,
-      webhooks: [new WebhookConfig({ url: extraSink.url, signingKey: TEST_API_KEY })],
-    });
-    await lk.emulator.waitForEgress(started.egressId, hasStatus(EgressStatus.EGRESS_ACTIVE));
-    await lk.egress.stopEgress(started.egressId);
-    await lk.emulator.waitForEgress(started.egressId, hasEnded);
+    await recordCall(lk, 'filtered', [new WebhookConfig({ url: extraSink.url, signingKey: TEST_API_KEY })]);
     await lk.rooms.deleteRoom('filtered');
     await lk.emulator.webhooksIdle();
 

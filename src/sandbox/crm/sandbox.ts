@@ -37,13 +37,12 @@ import type {
   UploadAnswerShape,
 } from './types.ts';
 import { receiveUpload } from './upload.route.ts';
+import { SANDBOX_LISTEN_BACKLOG as LISTEN_BACKLOG } from '../listen-backlog.ts';
 
 export const MAX_UPLOAD_BYTES_DEFAULT = 1024 * 1024 * 1024;
 /** Room for the largest call data callsync builds (5,000 items, a million characters of text). */
 export const MAX_JSON_BYTES_DEFAULT = 16 * 1024 * 1024;
 /** Control-route bodies (fault scripts) are small. */
-/** Connections queued for accepting; Node's default, 511, drops SYNs in a burst (resent 1 s later). */
-const LISTEN_BACKLOG = 4_096;
 const MAX_CONTROL_BYTES = 256 * 1024;
 const STORED_NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
 

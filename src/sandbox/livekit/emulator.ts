@@ -42,10 +42,9 @@ import { TimerSet } from './timer-set.ts';
 import { createTwirpRoutes } from './twirp-routes.ts';
 import type { WebhookTarget } from './webhook-dispatcher.ts';
 import { WebhookDispatcher } from './webhook-dispatcher.ts';
+import { SANDBOX_LISTEN_BACKLOG as LISTEN_BACKLOG } from '../listen-backlog.ts';
 
 /** Emitted webhooks kept for `webhookLog()`; older ones are forgotten. */
-/** Connections queued for accepting; Node's default, 511, drops SYNs in a burst (resent 1 s later). */
-const LISTEN_BACKLOG = 4_096;
 const WEBHOOK_LOG_LIMIT = 1_000;
 
 export interface WaitOptions {

@@ -6,9 +6,9 @@
  * (default 7880, LiveKit's port), `LIVEKIT_EMULATOR_RECORDINGS_DIR` (default ./recordings),
  * `LIVEKIT_WEBHOOK_URL` (comma-separated receivers), `LIVEKIT_WEBHOOK_INCLUDE_EVENTS` (the only
  * events they get, comma-separated, as `webhook.filter_params.include_events`),
- * `LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS` (default 20000), `LOG_LEVEL` (default info). Point `LIVEKIT_URL` at the printed URL, then
- * script calls with the `/_emulator/...` endpoints (see control-routes.ts), for example
- * `curl -XPOST $URL/_emulator/rooms/call-1/sip-calls -d '{"callerNumber":"+15551234567"}'`.
+ * `LIVEKIT_EMULATOR_DEPARTURE_TIMEOUT_MS` (default 20000), `LOG_LEVEL` (default info). Point
+ * `LIVEKIT_URL` at the printed URL, then script calls with the `/_emulator/...` endpoints (see
+ * control-routes.ts), for example `curl -XPOST $URL/_emulator/rooms/call-1/sip-calls -d '{"callerNumber":"+15551234567"}'`.
  * Stops on SIGINT/SIGTERM.
  *
  * Storage (see emulator-options.ts): `LIVEKIT_EMULATOR_REQUIRE_STORAGE=true` refuses file

@@ -1,5 +1,6 @@
 /**
- * Webhook delivery, as LiveKit's `URLNotifier` does it, plus the per-room faults tests ask for.
+ * Webhook delivery, as LiveKit's `ResourceURLNotifier` does it, plus the per-room faults tests
+ * ask for.
  *
  * Policy:
  * - One ordered queue per target URL and resource, as LiveKit's `ResourceURLNotifier` (its
@@ -50,7 +51,7 @@ export interface WebhookFilter {
   excludeEvents?: readonly string[] | undefined;
 }
 
-export function webhookAllowed(filter: WebhookFilter | undefined, event: string): boolean {
+function webhookAllowed(filter: WebhookFilter | undefined, event: string): boolean {
   if (filter?.includeEvents && filter.includeEvents.length > 0) return filter.includeEvents.includes(event);
   if (filter?.excludeEvents && filter.excludeEvents.length > 0) return !filter.excludeEvents.includes(event);
   return true;
@@ -77,7 +78,7 @@ interface Delivery {
 }
 
 /** The resource an event's queue is keyed by: LiveKit's `webhook.EventKey`, in its order. */
-export function eventKey(event: WebhookEvent): string {
+function eventKey(event: WebhookEvent): string {
   if (event.egressInfo) return event.egressInfo.egressId;
   if (event.ingressInfo) return event.ingressInfo.ingressId;
   if (event.room) return event.room.name;

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { createSigner } from 'fast-jwt';
 
-export const WEBHOOK_TOKEN_TTL_SECONDS = 5 * 60;
+const WEBHOOK_TOKEN_TTL_SECONDS = 5 * 60;
 const MS_PER_SECOND = 1_000;
 
 export function webhookBodySha256(body: string): string {
