@@ -4,7 +4,7 @@
  * holds back the transcript and the lead (`recording-policy.ts`), and a late recording still
  * beats none.
  *
- * - StartEgress: 3 attempts (`EGRESS_START_MAX_ATTEMPTS`), 0.25 s and 0.5 s apart (the retry
+ * - StartEgress: 3 attempts (`EGRESS_START_MAX_ATTEMPTS`), 0.1 s and 0.25 s apart (the retry
  *   policy's fast lane with its ±20 % jitter, keyed by `<callId>:egress`), each abandoned after
  *   10 s (`EGRESS_START_TIMEOUT_MS`, the LiveKit SDK's own request timeout,
  *   `LIVEKIT_REQUEST_TIMEOUT_SECONDS` in `services/egress.client.ts`). The call is live meanwhile:

@@ -11,7 +11,7 @@
  * - The file cannot be used: missing, not Ogg, outside the recordings root, refused by the
  *   storage, or the store stayed unreachable. Errors of the recording's source (codes
  *   `RECORDING_*` and `STORAGE_*`) get the retry policy's fast lane only
- *   (`RECORDING_SOURCE_MAX_ATTEMPTS`, 6 attempts, about 8 s of waits): enough for a store that shows an
+ *   (`RECORDING_SOURCE_MAX_ATTEMPTS`, 7 attempts, about 8 s of waits): enough for a store that shows an
  *   object a moment late or a blip, while a storage outage, which says nothing about the CRM,
  *   does not park the call data for days.
  * - The CRM refused the upload with a non-retryable answer (401, 413, a 200 without a URL …),

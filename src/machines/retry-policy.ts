@@ -4,12 +4,15 @@
  * Two lanes, because the two failure modes need opposite things:
  *
  * - Fast lane, for blips (a dropped connection, a 503 during a CRM deploy): retries after
- *   0.25, 0.5, 1, 2 and 4 s, each ±20 % jitter. Most blips (a reset connection, one refused
- *   request) are over within a fraction of a second, so the first retry comes after a quarter
- *   of one and a run of several failures costs seconds, not tens of them; the doubling still
- *   covers a blip of almost 8 s (a CRM deploy) before the slow lane. Six attempts whose waits
- *   add up to at most 9.3 s, so a blip still lands inside the 30 s delivery target next to the
- *   egress wait (p95 ≤ 10 s) and the call-data POST (< 2 s).
+ *   0.1, 0.25, 0.5, 1, 2 and 4 s, each ±20 % jitter. Most blips (a keep-alive socket the CRM
+ *   closed, one refused request) are over at once, so the first retry comes after a tenth of a
+ *   second (the AWS SDKs' base delay) and a run of failures costs seconds, not tens of them:
+ *   with 30 % of requests failing, one call in sixty needs four retries in one of its steps, 1.85 s
+ *   of waits here (it was 3.75 s when the lane began at 0.25 s, which put the end → CRM p99
+ *   at 6.1 s against 4.5 s now, `npm run bench:side-by-side`). The doubling still covers a blip
+ *   of almost 8 s (a CRM deploy) before the slow lane. Seven attempts whose waits add up to at
+ *   most 9.4 s, so a blip still lands inside the 30 s delivery target next to the egress wait
+ *   (p95 ≤ 10 s) and the call-data POST (< 2 s).
  * - Slow lane, for outages: 1 min, 5 min, 30 min, 2 h, 5 h, then 10 h six times, each ±10 %.
  *   That is Svix's schedule (5 s, 5 m, 30 m, 2 h, 5 h, 10 h, 10 h, about 27.5 h in all) bridged
  *   from our fast lane with one 1-minute step and stretched to Stripe's "up to three days": the
@@ -34,9 +37,9 @@ const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
 
-/** Waits after failed attempts 1…5. */
-export const FAST_LANE_DELAYS_MS: readonly number[] = [250, 500, 1 * SECOND, 2 * SECOND, 4 * SECOND];
-/** Waits after failed attempts 6…16. */
+/** Waits after failed attempts 1…6. */
+export const FAST_LANE_DELAYS_MS: readonly number[] = [100, 250, 500, 1 * SECOND, 2 * SECOND, 4 * SECOND];
+/** Waits after failed attempts 7…17. */
 export const SLOW_LANE_DELAYS_MS: readonly number[] = [
   1 * MINUTE,
   5 * MINUTE,

@@ -118,11 +118,11 @@ describe('a step that fails, and its RETRY', () => {
 });
 
 describe("a recording whose source never gives it (the recording policy's fast lane only)", () => {
-  it('journals each of its 6 attempts, then posts the call data without it as file_missing', async () => {
+  it('journals each of its 7 attempts, then posts the call data without it as file_missing', async () => {
     const h = new CallHarness();
     await h.resolve('startEgress', { egressId: EGRESS_ID });
     await endAndSettle(h);
-    for (let attempt = 1; attempt <= 6; attempt += 1) {
+    for (let attempt = 1; attempt <= 7; attempt += 1) {
       await h.reject('uploadRecording', retryableError('RECORDING_NOT_FOUND'));
       const next = h.context.delivery?.nextAttemptAt;
       if (next) await h.advanceTo(next);
@@ -135,12 +135,13 @@ describe("a recording whose source never gives it (the recording policy's fast l
       ['recording', 4],
       ['recording', 5],
       ['recording', 6],
+      ['recording', 7],
     ]);
     expect(failures.at(-1)!.nextAttemptAt).toBeNull();
     expect(ofType(h.emitted, 'call.recording_missing')).toMatchObject([
       { reason: 'file_missing', error: { code: 'RECORDING_NOT_FOUND' } },
     ]);
     await h.resolve('postCallData', { status: 201 });
-    expect(h.context).toMatchObject({ outcome: 'partial', attempts: { recording: 6, 'call-data': 1 } });
+    expect(h.context).toMatchObject({ outcome: 'partial', attempts: { recording: 7, 'call-data': 1 } });
   });
 });

@@ -169,14 +169,14 @@ const faultScenarios: Array<[name: string, run: (coverage?: Coverage) => Promise
   [
     'the maximum duration passing while backing off ends the call without a recording',
     async (coverage) => {
-      const startedAt = REFERENCE_TIMESTAMP - MAX_CALL_DURATION_MS + 150; // due before the first retry (≥ 200 ms)
+      const startedAt = REFERENCE_TIMESTAMP - MAX_CALL_DURATION_MS + 50; // due before the first retry (≥ 80 ms)
       const h = new CallHarness({
         coverage,
         input: makeCallInput({ call: { ...makeCallInput().call, startedAt: iso(startedAt) } }),
       });
       await h.reject('startEgress', retryableError('LIVEKIT_UNAVAILABLE'));
       expect(h.snapshot.value).toEqual({ active: { live: { recording: 'backoff' } } });
-      await h.advanceTo(REFERENCE_TIMESTAMP + 150);
+      await h.advanceTo(REFERENCE_TIMESTAMP + 50);
       expect(h.context.end).toMatchObject({ reason: 'max_duration' });
       expect(h.context.egress.settlement).toMatchObject({ status: 'not_started' });
       expect(h.snapshot.value).toEqual({ active: 'postingData' });

@@ -1,7 +1,7 @@
 /**
  * The recording policy, table-driven. Expected values come from the contract's partial rule
  * (every cause ends `partial` with a reason) and the policy's stated numbers: the fast lane's
- * six attempts for source errors, 256 KiB/s per upload attempt.
+ * seven attempts for source errors, 256 KiB/s per upload attempt.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -68,7 +68,7 @@ describe('recording policy', () => {
     expect(isRecordingSourceError({ code: 'STORAGE_UNAVAILABLE' })).toBe(true);
     expect(isRecordingSourceError({ code: 'RECORDINGS_DIR_MISSING' })).toBe(true);
     expect(isRecordingSourceError({ code: 'CRM_SERVER_ERROR' })).toBe(false);
-    expect(maxAttemptsFor('recording', { code: 'STORAGE_UNAVAILABLE' }, MAX_ATTEMPTS)).toBe(6);
+    expect(maxAttemptsFor('recording', { code: 'STORAGE_UNAVAILABLE' }, MAX_ATTEMPTS)).toBe(7);
     expect(maxAttemptsFor('recording', { code: 'STORAGE_UNAVAILABLE' }, 3)).toBe(3);
     expect(maxAttemptsFor('recording', { code: 'CRM_SERVER_ERROR' }, MAX_ATTEMPTS)).toBe(MAX_ATTEMPTS);
     expect(maxAttemptsFor('call-data', { code: 'RECORDING_READ_FAILED' }, MAX_ATTEMPTS)).toBe(MAX_ATTEMPTS);

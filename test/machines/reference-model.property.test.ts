@@ -706,17 +706,18 @@ function postedDocument(run: RunRecord, index = 0): Record<string, Record<string
 }
 
 describe('the reference model on its own: the documented numbers', () => {
-  it('restates the retry lanes: 0.25, 0.5, 1, 2, 4 s ±20 %, then 1 min … 10 h ±10 %, 17 attempts, about 2.8 days', () => {
-    expect([1, 2, 3, 4, 5].map((attempt) => retryWait(attempt))).toEqual([
+  it('restates the retry lanes: 0.1, 0.25, 0.5, 1, 2, 4 s ±20 %, then 1 min … 10 h ±10 %, 18 attempts, about 2.8 days', () => {
+    expect([1, 2, 3, 4, 5, 6].map((attempt) => retryWait(attempt))).toEqual([
+      { lo: 80, hi: 120 },
       { lo: 200, hi: 300 },
       { lo: 400, hi: 600 },
       { lo: 800, hi: 1_200 },
       { lo: 1_600, hi: 2_400 },
       { lo: 3_200, hi: 4_800 },
     ]);
-    expect(retryWait(6)).toEqual({ lo: 54 * SECOND, hi: 66 * SECOND });
-    expect(retryWait(16)).toEqual({ lo: 9 * HOUR, hi: 11 * HOUR });
-    expect(MAX_ATTEMPTS).toBe(17);
+    expect(retryWait(7)).toEqual({ lo: 54 * SECOND, hi: 66 * SECOND });
+    expect(retryWait(17)).toEqual({ lo: 9 * HOUR, hi: 11 * HOUR });
+    expect(MAX_ATTEMPTS).toBe(18);
     const total = Array.from({ length: MAX_ATTEMPTS - 1 }, (_, index) => {
       const { lo, hi } = retryWait(index + 1);
       return (lo + hi) / 2;
@@ -838,8 +839,8 @@ describe('the call machine against the reference model: hand-written calls', () 
     const [first, second] = requestsOf(run, 'recording');
     const abandoned = settledOf(run, first);
     expect(abandoned?.at).toBe(first!.at + 60_000 + 4_578);
-    expect(second!.at - abandoned!.at).toBeGreaterThanOrEqual(200);
-    expect(second!.at - abandoned!.at).toBeLessThanOrEqual(300);
+    expect(second!.at - abandoned!.at).toBeGreaterThanOrEqual(80);
+    expect(second!.at - abandoned!.at).toBeLessThanOrEqual(120);
     // The abandoned attempt counts: it finished, by its deadline.
     expect(run.final).toEqual({
       state: 'done',
@@ -861,8 +862,8 @@ describe('the call machine against the reference model: hand-written calls', () 
     expect(requestsOf(run, 'recording')).toHaveLength(2);
   });
 
-  it('keeps the CRM’s whole schedule for /call-data, fails after 17 attempts, and RETRY posts it again', async () => {
-    const outage: CrmAnswer[] = Array.from({ length: 17 }, () => ({
+  it('keeps the CRM’s whole schedule for /call-data, fails after 18 attempts, and RETRY posts it again', async () => {
+    const outage: CrmAnswer[] = Array.from({ length: 18 }, () => ({
       kind: 'error',
       latencyMs: 0,
       code: 'CRM_UNAVAILABLE',
@@ -870,22 +871,22 @@ describe('the call machine against the reference model: hand-written calls', () 
     }));
     const { run, harnessProblems } = await drive(scenario({ callDataAnswers: outage, retryAfterMs: HOUR }));
     expect([...harnessProblems, ...checkRun(run)]).toEqual([]);
-    expect(requestsOf(run, 'call-data')).toHaveLength(18);
-    // An operator's RETRY adds to the step's attempts: 17 refused, then the one stored.
+    expect(requestsOf(run, 'call-data')).toHaveLength(19);
+    // An operator's RETRY adds to the step's attempts: 18 refused, then the one stored.
     expect(run.final).toEqual({
       state: 'done',
       outcome: 'delivered',
-      attempts: { recording: 1, 'call-data': 18 },
+      attempts: { recording: 1, 'call-data': 19 },
     });
   });
 
   it('gives a source error of the recording the fast lane only, then posts without it', async () => {
     const missing: CrmAnswer = { kind: 'error', latencyMs: 0, code: 'RECORDING_NOT_FOUND', retryable: true };
     const { run, harnessProblems } = await drive(
-      scenario({ uploadAnswers: Array.from({ length: 7 }, () => missing) }),
+      scenario({ uploadAnswers: Array.from({ length: 8 }, () => missing) }),
     );
     expect([...harnessProblems, ...checkRun(run)]).toEqual([]);
-    expect(requestsOf(run, 'recording')).toHaveLength(6);
+    expect(requestsOf(run, 'recording')).toHaveLength(7);
     expect(postedDocument(run).transcription!.metadata).toMatchObject({
       recording_missing_reason: 'file_missing',
     });
@@ -909,7 +910,8 @@ describe('the call machine against the reference model: hand-written calls', () 
   it('survives a crash during a backoff: the retry comes at the restore when its time passed while down', async () => {
     const { run, harnessProblems } = await drive(
       scenario({
-        callDataAnswers: Array.from({ length: 6 }, () => CRM_UNAVAILABLE),
+        // Seven refusals: the last one's wait is the slow lane's minute, which the crash outlasts.
+        callDataAnswers: Array.from({ length: 7 }, () => CRM_UNAVAILABLE),
         crashes: [{ at: T0 + 100 * SECOND, downtimeMs: 10 * MINUTE }],
       }),
     );
@@ -932,7 +934,10 @@ describe('the call machine against the reference model: hand-written calls', () 
   // Found by this model: the machine used to report an upload whose last attempt timed out as
   // `internal_error` ("a bug" in the README) instead of `crm_unavailable`.
   it('gives up on an upload the CRM never answered in time as crm_unavailable (README)', async () => {
-    const answers: CrmAnswer[] = [...Array.from({ length: 16 }, () => CRM_UNAVAILABLE), { kind: 'hang' }];
+    const answers: CrmAnswer[] = [
+      ...Array.from({ length: MAX_ATTEMPTS - 1 }, () => CRM_UNAVAILABLE),
+      { kind: 'hang' },
+    ];
     const { run, harnessProblems } = await drive(scenario({ uploadAnswers: answers }));
     expect([...harnessProblems, ...checkRun(run)]).toEqual([]);
   });

@@ -50,8 +50,8 @@ export const DOCUMENTED = {
   uploadBytesPerSecond: 256 * 1024,
   /** `DEFAULT_CALL_LIMITS.postAttemptTimeoutMs`: one call-data POST attempt. */
   postAttemptTimeoutMs: 10 * SECOND,
-  /** README: fast lane 0.25, 0.5, 1, 2, 4 s ±20 %. */
-  fastLaneMs: [250, 500, 1 * SECOND, 2 * SECOND, 4 * SECOND] as readonly number[],
+  /** README: fast lane 0.1, 0.25, 0.5, 1, 2, 4 s ±20 %. */
+  fastLaneMs: [100, 250, 500, 1 * SECOND, 2 * SECOND, 4 * SECOND] as readonly number[],
   fastLaneJitter: 0.2,
   /** README: slow lane 1 min, 5 min, 30 min, 2 h, 5 h, then 10 h six times, ±10 %. */
   slowLaneMs: [
@@ -63,13 +63,13 @@ export const DOCUMENTED = {
     ...Array.from({ length: 6 }, () => 10 * HOUR),
   ] as readonly number[],
   slowLaneJitter: 0.1,
-  /** README: errors of the recording's source get the fast lane only: 6 attempts. */
-  recordingSourceAttempts: 6,
+  /** README: errors of the recording's source get the fast lane only: 7 attempts. */
+  recordingSourceAttempts: 7,
   /** retry-policy header: a server's `Retry-After` is capped at the longest slow-lane step. */
   maxRetryAfterMs: 10 * HOUR,
 } as const;
 
-/** Attempts in all for a CRM step: the first plus one per scheduled wait (17). */
+/** Attempts in all for a CRM step: the first plus one per scheduled wait (18). */
 export const MAX_ATTEMPTS = 1 + DOCUMENTED.fastLaneMs.length + DOCUMENTED.slowLaneMs.length;
 
 export type Step = 'recording' | 'call-data';
