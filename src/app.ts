@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
 import type { Config } from './config.ts';
+import { listenOnPort } from './http/listen.ts';
 import {
   buildHttpServer,
   HTTP_LISTEN_BACKLOG,
@@ -209,10 +210,11 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
       starting ??= (async () => {
         await checkStorageAtStart(storage, logger);
         await supervisor.start();
-        const address = await http.listen({
+        const address = await listenOnPort(http, {
           host: config.http.host,
           port: config.http.port,
           backlog: HTTP_LISTEN_BACKLOG,
+          logger,
         });
         logger.info({ address }, 'callsync listening');
         const { port } = http.server.address() as { port: number };

@@ -28,6 +28,7 @@ import {
   listCallsQuery,
   transcriptBody,
 } from './schemas.ts';
+import { preparePort } from './listen.ts';
 import { defaultConnectionCap } from './connection-cap.ts';
 import { operatorSessionOr } from './operator-session.ts';
 import { statusPage } from './status-page.ts';
@@ -131,6 +132,8 @@ export function buildHttpServer(options: HttpServerOptions) {
   // Beyond this many connections new ones are refused at once, so slow or idle clients cannot
   // take the descriptors the CRM, storage and store connections need.
   app.server.maxConnections = limits.maxConnections;
+  // Its port may be opened with several sockets (`listen.ts`), the cap counting them all.
+  preparePort(app);
   // Node enforces `headersTimeout` only once it has parsed a request line; a client that sends a
   // byte or two and stops would keep its socket. So every new connection must deliver its first
   // request's headers within the deadline, or it is closed.
