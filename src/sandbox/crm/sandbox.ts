@@ -14,6 +14,7 @@
  * `POST /_sandbox/reset` forgets everything received (stored files stay served).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -108,8 +109,9 @@ export function createCrmSandbox(options: CrmSandboxOptions): CrmSandbox {
   const log = new ReceivedLog();
   /** Content types of stored files, for `GET /files/<name>`; kept across reset(). */
   const storedTypes = new Map<string, string>();
-  /** Aborts `delayMs` faults on close. */
+  /** Aborts `delayMs` faults on close; every delayed request in flight listens to it. */
   const lifetime = new AbortController();
+  setMaxListeners(0, lifetime.signal);
   let baseUrl: string | undefined;
   let startPromise: Promise<{ url: string }> | undefined;
   let closePromise: Promise<void> | undefined;
@@ -139,7 +141,7 @@ export function createCrmSandbox(options: CrmSandboxOptions): CrmSandbox {
     }
     let lateFault: Exclude<CrmFault, { delayMs: number }> | undefined;
     if (fault !== undefined && 'delayMs' in fault) {
-      await delay(fault.delayMs, undefined, { signal: lifetime.signal });
+      if (fault.delayMs > 0) await delay(fault.delayMs, undefined, { signal: lifetime.signal });
     } else if (fault !== undefined && fault.afterProcessing === true) {
       lateFault = fault;
     } else if (fault !== undefined) {
