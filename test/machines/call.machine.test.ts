@@ -634,20 +634,23 @@ describe('a recording never holds back the call data', () => {
     ['a missing file', 'RECORDING_NOT_FOUND', 'file_missing'],
     ['a store that does not answer', 'STORAGE_UNAVAILABLE', 'storage_unavailable'],
     ['a store read that breaks mid-upload', 'RECORDING_READ_FAILED', 'storage_unavailable'],
-  ])('%s: seven attempts in the fast lane (under 10 s), then posts without it', async (_name, code, reason) => {
-    const h = await endedWith({ status: 'complete', file: RECORDING_FILE });
-    const endedAt = h.clock.now();
-    for (let attempt = 1; attempt <= 7; attempt += 1) {
-      await h.reject('uploadRecording', retryableError(code));
-      if (attempt < 7) {
-        expect(h.snapshot.value).toEqual({ active: 'uploadingRecording' });
-        await h.advanceTo(h.context.delivery!.nextAttemptAt!);
+  ])(
+    '%s: seven attempts in the fast lane (under 10 s), then posts without it',
+    async (_name, code, reason) => {
+      const h = await endedWith({ status: 'complete', file: RECORDING_FILE });
+      const endedAt = h.clock.now();
+      for (let attempt = 1; attempt <= 7; attempt += 1) {
+        await h.reject('uploadRecording', retryableError(code));
+        if (attempt < 7) {
+          expect(h.snapshot.value).toEqual({ active: 'uploadingRecording' });
+          await h.advanceTo(h.context.delivery!.nextAttemptAt!);
+        }
       }
-    }
-    expect(h.effects.count('uploadRecording')).toBe(7);
-    expect(h.clock.now() - endedAt).toBeLessThan(10_000);
-    await expectPartial(h, reason);
-  });
+      expect(h.effects.count('uploadRecording')).toBe(7);
+      expect(h.clock.now() - endedAt).toBeLessThan(10_000);
+      await expectPartial(h, reason);
+    },
+  );
 
   it('a CRM that is down for /upload keeps the recording waiting: its retries go past the fast lane', async () => {
     const h = await endedWith({ status: 'complete', file: RECORDING_FILE });
