@@ -3,7 +3,9 @@
  * bench code, not compiled; its start-up is outside the measured window). The agent's side
  * posts the call's start and, at the end, the transcript it kept in memory.
  */
+import { request } from 'undici';
 import { freePort } from '../../src/sandbox/free-port.ts';
+import { agentConnections } from './agent-connections.ts';
 import { startReadyChildProcess } from './child-process.ts';
 import { BENCH_PERSONA_CONFIG, type Contender } from './contender.ts';
 import type { BenchCall } from './plan.ts';
@@ -29,14 +31,19 @@ export async function startBaselineContender(sandboxes: BenchSandboxes): Promise
     READY_TIMEOUT_MS,
   );
 
-  async function post(path: string, body: unknown, expected: number): Promise<void> {
-    const answer = await fetch(`${url}${path}`, {
+  // Each agent on its own connection, as each agent job is a process of its own.
+  const agents = agentConnections(url);
+  async function post(call: BenchCall, path: string, body: unknown, expected: number): Promise<void> {
+    const answer = await request(`${url}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
+      dispatcher: agents.of(call.roomName),
     });
-    const text = await answer.text();
-    if (answer.status !== expected) throw new Error(`baseline ${path} answered ${answer.status}: ${text}`);
+    const text = await answer.body.text();
+    if (answer.statusCode !== expected) {
+      throw new Error(`baseline ${path} answered ${answer.statusCode}: ${text}`);
+    }
   }
 
   return {
@@ -44,6 +51,7 @@ export async function startBaselineContender(sandboxes: BenchSandboxes): Promise
     pids: [child.pid],
     startCall: (call, startedAtMs) =>
       post(
+        call,
         '/calls',
         {
           roomName: call.roomName,
@@ -57,6 +65,7 @@ export async function startBaselineContender(sandboxes: BenchSandboxes): Promise
     reportTurns: () => Promise.resolve(),
     endCall: (call, startedAtMs, endedAtMs) =>
       post(
+        call,
         '/calls/end',
         {
           roomName: call.roomName,
@@ -76,6 +85,9 @@ export async function startBaselineContender(sandboxes: BenchSandboxes): Promise
       const answer = await fetch(`${url}/event-loop`);
       return (await answer.json()) as LoopDelay;
     },
-    close: () => child.stop(),
+    async close() {
+      await agents.close();
+      await child.stop();
+    },
   };
 }

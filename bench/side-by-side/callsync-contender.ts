@@ -22,6 +22,7 @@ import { sampleValue } from '../../src/demo/prometheus-text.ts';
 import { startRoundRobinProxy, type RoundRobinProxy } from '../../src/demo/round-robin-proxy.ts';
 import { freePort } from '../../src/sandbox/free-port.ts';
 import { REPO_ROOT, startReadyChildProcess, type ChildProcess } from './child-process.ts';
+import { agentConnections } from './agent-connections.ts';
 import { BENCH_PERSONA_CONFIG, type Contender } from './contender.ts';
 import type { BenchCall } from './plan.ts';
 import { CRM_API_KEY, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, type BenchSandboxes } from './sandboxes.ts';
@@ -148,10 +149,19 @@ export async function startCallsyncContender(
   sandboxes.emulator.addWebhookUrl(`${running.url}/livekit/webhook`);
   // Behind the proxy, a request a backend dropped under load is a 502 or a broken connection:
   // sent again, as the agent's reporter does (src/agent/reporter.ts), within a minute.
-  const api = createCallsyncClient({
-    baseUrl: running.url,
-    retry: store.kind === 'postgres' ? { deadlineMs: PROXY_RETRY_DEADLINE_MS, maxDelayMs: 2_000 } : undefined,
-  });
+  const retry =
+    store.kind === 'postgres' ? { deadlineMs: PROXY_RETRY_DEADLINE_MS, maxDelayMs: 2_000 } : undefined;
+  // Each agent on its own connection, as each agent job is a process of its own.
+  const agents = agentConnections(running.url);
+  const apis = new Map<string, CallsyncClient>();
+  const apiOf = (call: BenchCall): CallsyncClient => {
+    let api = apis.get(call.roomName);
+    if (api === undefined) {
+      api = createCallsyncClient({ baseUrl: running.url, retry, dispatcher: agents.of(call.roomName) });
+      apis.set(call.roomName, api);
+    }
+    return api;
+  };
   const direct: CallsyncClient[] = running.processUrls.map((baseUrl) => createCallsyncClient({ baseUrl }));
   const callIds = new Map<string, string>();
   const callIdOf = (call: BenchCall) => {
@@ -164,7 +174,7 @@ export async function startCallsyncContender(
     name: 'callsync',
     pids: running.children.map((child) => child.pid),
     async startCall(call, startedAtMs) {
-      const answer = (await api.post(
+      const answer = (await apiOf(call).post(
         '/v1/calls',
         {
           roomName: call.roomName,
@@ -179,7 +189,7 @@ export async function startCallsyncContender(
     },
     async reportTurns(call, startedAtMs) {
       for (const turn of call.turns) {
-        await api.post(
+        await apiOf(call).post(
           `/v1/calls/${callIdOf(call)}/transcript`,
           {
             items: [
@@ -197,7 +207,7 @@ export async function startCallsyncContender(
       }
     },
     async endCall(call, _startedAtMs, endedAtMs) {
-      await api.post(
+      await apiOf(call).post(
         `/v1/calls/${callIdOf(call)}/end`,
         { endedAt: new Date(endedAtMs).toISOString(), status: 'completed', reason: 'agent said goodbye' },
         [202],
@@ -222,6 +232,9 @@ export async function startCallsyncContender(
         maxMs: Math.max(...delays.map((delay) => delay.maxMs)),
       };
     },
-    close: () => running.close(),
+    async close() {
+      await agents.close();
+      await running.close();
+    },
   };
 }

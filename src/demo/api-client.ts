@@ -10,7 +10,7 @@
  * demo sends is safe to repeat (items and leads carry ids, a room has one call).
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { reporterRetryDelayMs, retryAfterToMs } from '../agent/backoff.ts';
 
 export class DemoApiError extends Error {
@@ -44,6 +44,8 @@ export interface CallsyncClientOptions {
   ingestToken?: string | undefined;
   /** Send again what a reporter would (see above); absent: every answer is final. */
   retry?: { deadlineMs: number; maxDelayMs: number } | undefined;
+  /** The connection(s) to send on; undici's global pool when absent. */
+  dispatcher?: Dispatcher | undefined;
 }
 
 /** Why an answer or error is worth another attempt, or null when it is final. */
@@ -74,6 +76,7 @@ export function createCallsyncClient(options: CallsyncClientOptions): CallsyncCl
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
+      ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
     });
     const retryAfter = answer.headers['retry-after'];
     const text = await answer.body.text();
