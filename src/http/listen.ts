@@ -87,7 +87,8 @@ const closeListener = (listener: Server) => new Promise<void>((resolve) => liste
 export function preparePort(app: HttpServer): void {
   const state: PortState = { open: 0, extra: [], closing: false, closed: [] };
   states.set(app.server, state);
-  // The main socket's own `maxConnections` check sees only its share: made global here.
+  // The cap over every socket's connections, before any other handler sees one. (The main
+  // socket's own `maxConnections` check sees only its share; the others have none.)
   app.server.prependListener('connection', (socket: Socket) => {
     state.open += 1;
     socket.once('close', () => {
@@ -129,14 +130,9 @@ export async function listenOnPort(app: HttpServer, options: ListenOptions): Pro
 
   for (let index = 1; index < wanted && !state.closing; index += 1) {
     // As `http.Server` makes its own: half-open allowed, no Nagle delay.
-    const listener = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      const cap = server.maxConnections as number | undefined;
-      if (cap !== undefined && state.open >= cap) {
-        socket.destroy();
-        return;
-      }
-      server.emit('connection', socket);
-    });
+    const listener = createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
+      server.emit('connection', socket),
+    );
     // An accept that fails (out of descriptors) is the kernel's business, not a crash.
     listener.on('error', (error) => {
       if (listener.listening) options.logger.warn({ err: error }, 'a listening socket failed to accept');
