@@ -45,6 +45,8 @@ export interface ChildCallsyncOptions {
    * it: started through `prlimit`, which sets it and then runs node in its place (same pid).
    */
   openFilesLimit?: number | undefined;
+  /** Node options before the entry (`--import` a test hook, say). */
+  nodeArgs?: readonly string[] | undefined;
 }
 
 export interface ChildCallsync {
@@ -92,7 +94,7 @@ function parseLines(text: string): Record<string, unknown>[] {
 }
 
 export function spawnCallsync(options: ChildCallsyncOptions): ChildCallsync {
-  const node = [process.execPath, '--import', 'tsx', 'src/main.ts'];
+  const node = [process.execPath, ...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'];
   const [command, ...args] =
     options.openFilesLimit === undefined
       ? node

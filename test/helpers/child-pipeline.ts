@@ -63,6 +63,8 @@ export interface ChildPipelineOptions {
   env?: Record<string, string>;
   /** Every incarnation starts with this open-files limit (`spawnCallsync`'s `openFilesLimit`). */
   openFilesLimit?: number | undefined;
+  /** Every incarnation starts with these node options (`spawnCallsync`'s `nodeArgs`). */
+  nodeArgs?: readonly string[] | undefined;
 }
 
 export async function startChildPipeline(options: ChildPipelineOptions = {}): Promise<ChildPipeline> {
@@ -111,6 +113,7 @@ export async function startChildPipeline(options: ChildPipelineOptions = {}): Pr
         env: env(overrides),
         ingestToken: CHILD_INGEST_TOKEN,
         openFilesLimit: options.openFilesLimit,
+        nodeArgs: options.nodeArgs,
       });
       started.push(current);
       await current.waitReady();

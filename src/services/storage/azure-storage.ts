@@ -10,13 +10,15 @@
  */
 import type { Readable } from 'node:stream';
 import { AzureBlobUpload } from '@livekit/protocol';
-import { BlobServiceClient, StorageSharedKeyCredential, type ContainerClient } from '@azure/storage-blob';
+import type { ContainerClient } from '@azure/storage-blob';
 import {
   objectKeyOf,
+  onFirstUse,
   openStoredRecording,
   readSmall,
   storageErrorFor,
   totalFromContentRange,
+  type FirstUse,
   type OpenedRecording,
   type RecordingStorage,
   type ReportedFile,
@@ -43,17 +45,20 @@ export class AzureRecordingStorage implements RecordingStorage {
   readonly description: string;
   readonly egressUpload: RecordingStorage['egressUpload'];
   readonly #settings: AzureStorageSettings;
-  readonly #container: ContainerClient;
+  readonly #container: FirstUse<ContainerClient>;
 
   constructor(settings: AzureStorageSettings, options: { sendToEgress: boolean }) {
     this.#settings = settings;
     this.description = describeStorage(settings);
-    const service = new BlobServiceClient(
-      settings.blobEndpoint,
-      new StorageSharedKeyCredential(settings.accountName, settings.accountKey),
-      { retryOptions: { maxTries: 2, tryTimeoutInMs: AZURE_TRY_TIMEOUT_SECONDS * 1000 } },
-    );
-    this.#container = service.getContainerClient(settings.container);
+    this.#container = onFirstUse(async () => {
+      const { BlobServiceClient, StorageSharedKeyCredential } = await import('@azure/storage-blob');
+      const service = new BlobServiceClient(
+        settings.blobEndpoint,
+        new StorageSharedKeyCredential(settings.accountName, settings.accountKey),
+        { retryOptions: { maxTries: 2, tryTimeoutInMs: AZURE_TRY_TIMEOUT_SECONDS * 1000 } },
+      );
+      return service.getContainerClient(settings.container);
+    });
     this.egressUpload = options.sendToEgress
       ? {
           case: 'azure',
@@ -68,7 +73,8 @@ export class AzureRecordingStorage implements RecordingStorage {
 
   async check(signal?: AbortSignal): Promise<void> {
     try {
-      await this.#container.getProperties(signal === undefined ? {} : { abortSignal: signal });
+      const container = await this.#container();
+      await container.getProperties(signal === undefined ? {} : { abortSignal: signal });
     } catch (error) {
       throw storageErrorFor(statusOf(error), `container ${this.#settings.container}`, messageOf(error));
     }
@@ -77,7 +83,7 @@ export class AzureRecordingStorage implements RecordingStorage {
   async open(file: ReportedFile, signal?: AbortSignal): Promise<OpenedRecording> {
     const key = objectKeyOf(file);
     const where = `azure://${this.#settings.accountName}/${this.#settings.container}/${key}`;
-    const blob = this.#container.getBlobClient(key);
+    const blob = (await this.#container()).getBlobClient(key);
     let etag: string | undefined;
     const download = async (offset: number, count: number | undefined) => {
       try {

@@ -9,13 +9,15 @@
  *
  * `CALLSYNC_GCS_ENDPOINT` points reads at an emulator; the SDK then sends no credentials.
  */
-import { Storage, type File } from '@google-cloud/storage';
+import type { File, Storage } from '@google-cloud/storage';
 import { GCPUpload } from '@livekit/protocol';
 import {
   objectKeyOf,
+  onFirstUse,
   openStoredRecording,
   readSmall,
   storageErrorFor,
+  type FirstUse,
   type OpenedRecording,
   type RecordingStorage,
   type ReportedFile,
@@ -39,18 +41,21 @@ export class GcsRecordingStorage implements RecordingStorage {
   readonly description: string;
   readonly egressUpload: RecordingStorage['egressUpload'];
   readonly #settings: GcsStorageSettings;
-  readonly #storage: Storage;
+  readonly #storage: FirstUse<Storage>;
 
   constructor(settings: GcsStorageSettings, options: { sendToEgress: boolean }) {
     this.#settings = settings;
     this.description = describeStorage(settings);
     const credentials = JSON.parse(settings.credentialsJson) as { project_id?: string };
-    this.#storage = new Storage({
-      ...(credentials.project_id === undefined ? {} : { projectId: credentials.project_id }),
-      credentials,
-      ...(settings.endpoint === undefined ? {} : { apiEndpoint: settings.endpoint }),
-      timeout: GCS_REQUEST_TIMEOUT_MS,
-      retryOptions: { maxRetries: 1 },
+    this.#storage = onFirstUse(async () => {
+      const { Storage } = await import('@google-cloud/storage');
+      return new Storage({
+        ...(credentials.project_id === undefined ? {} : { projectId: credentials.project_id }),
+        credentials,
+        ...(settings.endpoint === undefined ? {} : { apiEndpoint: settings.endpoint }),
+        timeout: GCS_REQUEST_TIMEOUT_MS,
+        retryOptions: { maxRetries: 1 },
+      });
     });
     this.egressUpload = options.sendToEgress
       ? {
@@ -62,7 +67,8 @@ export class GcsRecordingStorage implements RecordingStorage {
 
   async check(): Promise<void> {
     try {
-      await this.#storage.bucket(this.#settings.bucket).getMetadata();
+      const storage = await this.#storage();
+      await storage.bucket(this.#settings.bucket).getMetadata();
     } catch (error) {
       throw storageErrorFor(statusOf(error), `bucket ${this.#settings.bucket}`, messageOf(error));
     }
@@ -74,9 +80,10 @@ export class GcsRecordingStorage implements RecordingStorage {
     let pinned: File;
     let totalBytes: number;
     try {
-      const [metadata] = await this.#storage.bucket(this.#settings.bucket).file(key).getMetadata();
+      const storage = await this.#storage();
+      const [metadata] = await storage.bucket(this.#settings.bucket).file(key).getMetadata();
       totalBytes = Number(metadata.size ?? 0);
-      pinned = this.#storage
+      pinned = storage
         .bucket(this.#settings.bucket)
         .file(key, metadata.generation === undefined ? {} : { generation: metadata.generation });
     } catch (error) {

@@ -19,6 +19,10 @@
  * shared volume may show it a moment after the egress reports it), as is a store that does not
  * answer; a refusal (403), a file that is not Ogg, outside the root or of the wrong size is not.
  * How long retryable ones may hold the call data back is the machines' recording policy.
+ *
+ * Loading policy: a bucket store's SDK is imported on its first use (`onFirstUse`), never at
+ * start-up by the others. Each costs 150-200 ms of CPU and 20-30 MiB of memory to load; a shared
+ * volume needs none of them, and a bucket deployment only its own.
  */
 import type { Readable } from 'node:stream';
 import type { EncodedFileOutput } from '@livekit/protocol';
@@ -282,4 +286,20 @@ export function storageErrorFor(status: number | undefined, where: string, messa
     `the store did not serve ${where}${status === undefined ? '' : ` (HTTP ${status})`}: ${message}`,
     { retryable: true, status },
   );
+}
+
+/**
+ * A value made by `create` on the first call and shared by every later one: a bucket store's
+ * SDK and client, imported and built only when a recording is first read or the store checked.
+ * `made` tells whether it was ever asked for (a store that was never used has nothing to close).
+ */
+export interface FirstUse<T> {
+  (): Promise<T>;
+  readonly made: boolean;
+}
+
+export function onFirstUse<T>(create: () => Promise<T>): FirstUse<T> {
+  let value: Promise<T> | undefined;
+  const get = () => (value ??= create());
+  return Object.defineProperty(get, 'made', { get: () => value !== undefined }) as FirstUse<T>;
 }

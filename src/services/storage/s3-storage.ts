@@ -13,16 +13,18 @@
  * `S3_SOCKET_IDLE_TIMEOUT_MS` fails the read (the upload machine retries it).
  */
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import type * as S3Sdk from '@aws-sdk/client-s3';
 import { S3Upload } from '@livekit/protocol';
 import {
   objectKeyOf,
+  onFirstUse,
   openStoredRecording,
   readSmall,
   storageErrorFor,
   totalFromContentRange,
   type OpenedRecording,
   type RecordingStorage,
+  type FirstUse,
   type ReportedFile,
 } from './recording-storage.ts';
 import { describeStorage, type S3StorageSettings } from './storage-settings.ts';
@@ -30,14 +32,13 @@ import { describeStorage, type S3StorageSettings } from './storage-settings.ts';
 export const S3_CONNECT_TIMEOUT_MS = 5_000;
 export const S3_SOCKET_IDLE_TIMEOUT_MS = 30_000;
 
+/** The SDK's service errors (`S3ServiceException`) carry the HTTP status in `$metadata`. */
 function statusOf(error: unknown): number | undefined {
-  if (error instanceof S3ServiceException) return error.$metadata.httpStatusCode;
   const status = (error as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata?.httpStatusCode;
   return typeof status === 'number' ? status : undefined;
 }
 
 function messageOf(error: unknown): string {
-  if (error instanceof S3ServiceException) return `${error.name}: ${error.message}`;
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
@@ -46,23 +47,30 @@ export class S3RecordingStorage implements RecordingStorage {
   readonly description: string;
   readonly egressUpload: RecordingStorage['egressUpload'];
   readonly #settings: S3StorageSettings;
-  readonly #client: S3Client;
+  readonly #sdk: FirstUse<{ client: S3Sdk.S3Client; sdk: typeof S3Sdk }>;
 
   constructor(settings: S3StorageSettings, options: { sendToEgress: boolean }) {
     this.#settings = settings;
     this.description = describeStorage(settings);
     const { accessKeyId, secretAccessKey, sessionToken } = settings;
-    this.#client = new S3Client({
-      region: settings.region,
-      ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
-      forcePathStyle: settings.forcePathStyle,
-      ...(accessKeyId !== undefined && secretAccessKey !== undefined
-        ? { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } }
-        : {}),
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 2,
-      requestHandler: { connectionTimeout: S3_CONNECT_TIMEOUT_MS, requestTimeout: S3_SOCKET_IDLE_TIMEOUT_MS },
+    this.#sdk = onFirstUse(async () => {
+      const sdk = await import('@aws-sdk/client-s3');
+      const client = new sdk.S3Client({
+        region: settings.region,
+        ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+        forcePathStyle: settings.forcePathStyle,
+        ...(accessKeyId !== undefined && secretAccessKey !== undefined
+          ? { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } }
+          : {}),
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        maxAttempts: 2,
+        requestHandler: {
+          connectionTimeout: S3_CONNECT_TIMEOUT_MS,
+          requestTimeout: S3_SOCKET_IDLE_TIMEOUT_MS,
+        },
+      });
+      return { client, sdk };
     });
     this.egressUpload = options.sendToEgress
       ? {
@@ -82,7 +90,8 @@ export class S3RecordingStorage implements RecordingStorage {
 
   async check(signal?: AbortSignal): Promise<void> {
     try {
-      await this.#client.send(new HeadBucketCommand({ Bucket: this.#settings.bucket }), {
+      const { client, sdk } = await this.#sdk();
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.#settings.bucket }), {
         abortSignal: signal,
       });
     } catch (error) {
@@ -96,8 +105,9 @@ export class S3RecordingStorage implements RecordingStorage {
     let etag: string | undefined;
     const get = async (range: string | undefined) => {
       try {
-        return await this.#client.send(
-          new GetObjectCommand({
+        const { client, sdk } = await this.#sdk();
+        return await client.send(
+          new sdk.GetObjectCommand({
             Bucket: this.#settings.bucket,
             Key: key,
             ...(range === undefined ? {} : { Range: range }),
@@ -129,8 +139,9 @@ export class S3RecordingStorage implements RecordingStorage {
     });
   }
 
-  close(): Promise<void> {
-    this.#client.destroy();
-    return Promise.resolve();
+  async close(): Promise<void> {
+    if (!this.#sdk.made) return;
+    const made = await this.#sdk().catch(() => undefined);
+    made?.client.destroy();
   }
 }
