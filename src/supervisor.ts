@@ -32,18 +32,18 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { createActor, type Actor, type Snapshot } from 'xstate';
+import { createActor, type Actor } from 'xstate';
 import type { Logger } from './logging/logger.ts';
 import type { CallLogic } from './machines/call.actors.ts';
 import type { CallExternalEvent, CallStateName } from './machines/call.events.ts';
-import { CALL_MACHINE_VERSION, restoredContext } from './machines/call.machine.ts';
-import type { TranscriptItem } from './payload/call-data.ts';
 import {
-  isFinalEgressStatus,
-  type CallContext,
-  type CallLimits,
-  type CallMachineInput,
-} from './machines/call.types.ts';
+  RESTORABLE_VERSIONS,
+  restorableCallSnapshot,
+  storedCallSnapshot,
+  type PersistedCallSnapshot,
+} from './machines/call.snapshot.ts';
+import type { TranscriptItem } from './payload/call-data.ts';
+import { isFinalEgressStatus, type CallLimits, type CallMachineInput } from './machines/call.types.ts';
 import type { TimeSource } from './machines/timer.actor.ts';
 import { DEFAULT_CALL_LIMITS } from './machines/defaults.ts';
 import type { MetricsRecorder } from './metrics/metrics.recorder.ts';
@@ -124,8 +124,6 @@ export const FLEET_SWEEP_BATCH = 100;
 
 type CallActor = Actor<CallLogic>;
 type CallSnapshot = ReturnType<CallActor['getSnapshot']>;
-
-const MACHINE_VERSION = String(CALL_MACHINE_VERSION);
 
 interface LiveCall {
   callId: string;
@@ -298,10 +296,10 @@ export class Supervisor implements CallApi {
     let restored = 0;
     let skipped = 0;
     for (const row of rows) {
-      if (row.machineVersion !== MACHINE_VERSION) {
+      if (!RESTORABLE_VERSIONS.includes(row.machineVersion)) {
         skipped += 1;
         logger.error(
-          { callId: row.callId, machineVersion: row.machineVersion, expected: MACHINE_VERSION },
+          { callId: row.callId, machineVersion: row.machineVersion, expected: RESTORABLE_VERSIONS },
           'call left alone: stored by another machine version',
         );
         continue;
@@ -398,7 +396,7 @@ export class Supervisor implements CallApi {
     const { store, logger, metrics } = this.#deps;
     if (!fleet || !this.#accepting || this.#closing) return;
     for (;;) {
-      const claimed = await fleet.claimOrphans(FLEET_SWEEP_BATCH, MACHINE_VERSION);
+      const claimed = await fleet.claimOrphans(FLEET_SWEEP_BATCH, RESTORABLE_VERSIONS);
       for (const { call: row, previousOwner } of claimed) {
         // Still running here under an epoch this instance lost: the claimed row is the truth.
         const stale = this.#live.get(row.callId);
@@ -631,13 +629,13 @@ export class Supervisor implements CallApi {
       limits: this.#deps.limits,
     };
     const actor = createActor(this.#deps.logic, { input, id: callId });
-    const snapshot = actor.getPersistedSnapshot();
+    const { snapshot, version } = storedCallSnapshot(actor.getPersistedSnapshot() as PersistedCallSnapshot);
     const create = () =>
       this.#store((store) =>
         store.createCall({
           callId,
           roomName: body.roomName,
-          machineVersion: MACHINE_VERSION,
+          machineVersion: version,
           state: 'recording',
           snapshot,
           createdAt: new Date(now).toISOString(),
@@ -745,7 +743,7 @@ export class Supervisor implements CallApi {
     if (!row) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);
     if (row.status !== 'failed')
       throw new ApiError('CALL_NOT_RETRYABLE', `call ${callId} is ${row.state}, not failed`);
-    if (row.machineVersion !== MACHINE_VERSION) {
+    if (!RESTORABLE_VERSIONS.includes(row.machineVersion)) {
       throw new ApiError(
         'CALL_NOT_RETRYABLE',
         `call ${callId} was stored by machine version ${row.machineVersion}`,
@@ -971,7 +969,7 @@ export class Supervisor implements CallApi {
    * batches the snapshot had applied (the later events are applied after `#attach`).
    */
   #restoreActor(row: CallRow, events: readonly StoredEvent[]): CallActor {
-    const stored = row.snapshot as Snapshot<unknown> & { context: CallContext };
+    const stored = row.snapshot as PersistedCallSnapshot;
     let transcript: TranscriptItem[] = stored.context.transcript;
     for (const { seq, event, refusal } of events) {
       const logged = (event as LoggedEvent).event;
@@ -979,10 +977,10 @@ export class Supervisor implements CallApi {
         transcript = mergeTranscript(transcript, logged.items);
       }
     }
-    const context = restoredContext({ ...stored.context, transcript }, this.#deps.time.now());
+    const snapshot = restorableCallSnapshot(stored, transcript, this.#deps.time.now());
     // XState's types still ask for `input` when restoring a snapshot (statelyai/xstate#4915).
     return createActor(this.#deps.logic, {
-      snapshot: { ...stored, context } as unknown as Snapshot<unknown>,
+      snapshot,
       input: undefined,
       id: row.callId,
     });
@@ -1060,15 +1058,15 @@ export class Supervisor implements CallApi {
 
     // Applying a logged event that changed no step: the log already holds the change.
     if (stepChanged || !call.applying) {
-      const persisted = call.actor.getPersistedSnapshot() as Snapshot<unknown> & { context: CallContext };
+      // Small however long the call: without the transcript and the call-data document.
+      const stored = storedCallSnapshot(call.actor.getPersistedSnapshot() as PersistedCallSnapshot);
       this.#writer.saveSnapshot(call.callId, {
         state,
         status: callStatusOf(state),
-        // Transcript items live in the event log; the snapshot stays small however long the call.
-        snapshot: { ...persisted, context: { ...persisted.context, transcript: [] } },
+        snapshot: stored.snapshot,
         appliedSeq: call.appliedSeq,
         transcriptItems: snapshot.context.transcript.length,
-        machineVersion: MACHINE_VERSION,
+        machineVersion: stored.version,
         egressId: snapshot.context.egress.id,
         updatedAt: new Date(this.#deps.time.now()).toISOString(),
       });

@@ -343,15 +343,6 @@ function initialContext(input: CallMachineInput): CallContext {
   };
 }
 
-/**
- * A stored context made ready to restore at `at`: marked restored (its effects in flight are
- * re-run, and may repeat what already happened), with the fields that snapshots stored by an
- * earlier release of this machine version lack filled in (`attempts` came later).
- */
-export function restoredContext(stored: CallContext, at: number): CallContext {
-  return { ...stored, attempts: { ...NO_DELIVERY_ATTEMPTS, ...stored.attempts }, restoredAt: at };
-}
-
 /** The call's attempts with one more finished attempt of `step`. */
 function withAttempt(context: CallContext, step: DeliveryStep): DeliveryAttempts {
   return { ...context.attempts, [step]: context.attempts[step] + 1 };

@@ -245,10 +245,10 @@ export interface CallFleet {
   readonly leaseMs: number;
   /** True while the last renewal is recent enough to act on (checked before every effect). */
   trusted(): boolean;
-  /** Claims up to `limit` live calls of `machineVersion` whose owner's lease lapsed. */
+  /** Claims up to `limit` live calls stored by one of `machineVersions` whose owner's lease lapsed. */
   claimOrphans(
     limit: number,
-    machineVersion: string,
+    machineVersions: readonly string[],
   ): Promise<{ call: CallRow; previousOwner: string | null }[]>;
   /** Calls this instance owns that have logged events it has not decided on yet. */
   callsWithNewEvents(): Promise<string[]>;

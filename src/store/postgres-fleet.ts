@@ -273,7 +273,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
 
   async claimOrphans(
     limit: number,
-    machineVersion: string,
+    machineVersions: readonly string[],
   ): Promise<{ call: CallRow; previousOwner: string | null }[]> {
     if (!this.trusted()) return [];
     const s = this.#options.schema;
@@ -286,7 +286,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
       `WITH orphans AS (
          SELECT o.call_id, o.owner, o.owner_epoch FROM ${s}.calls o
          LEFT JOIN ${s}.supervisors sv ON sv.instance_id = o.owner AND sv.epoch = o.owner_epoch AND sv.expires_at > now()
-         WHERE o.status = 'active' AND o.machine_version = $3 AND sv.instance_id IS NULL
+         WHERE o.status = 'active' AND o.machine_version = ANY($3::text[]) AND sv.instance_id IS NULL
          ORDER BY o.created_at LIMIT $4 FOR UPDATE OF o SKIP LOCKED
        )
        UPDATE ${s}.calls c SET owner = $1, owner_epoch = $2
@@ -295,7 +295,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
          AND c.owner IS NOT DISTINCT FROM orphans.owner AND c.owner_epoch IS NOT DISTINCT FROM orphans.owner_epoch
          AND EXISTS (SELECT 1 FROM ${s}.supervisors me WHERE me.instance_id = $1 AND me.epoch = $2 AND me.expires_at > now())
        RETURNING ${columns}, orphans.owner AS previous_owner`,
-      [this.instanceId, this.#epoch, machineVersion, limit],
+      [this.instanceId, this.#epoch, [...machineVersions], limit],
     );
     return result.rows.map((row) => ({
       call: this.#options.toCallRow(row as never),

@@ -25,6 +25,12 @@ import type {
 } from '../../src/machines/call.types.ts';
 import { uploadMachine } from '../../src/machines/upload.machine.ts';
 import {
+  RESTORABLE_VERSIONS,
+  restorableCallSnapshot,
+  storedCallSnapshot,
+  type PersistedCallSnapshot,
+} from '../../src/machines/call.snapshot.ts';
+import {
   CALL_ID,
   CallHarness,
   DELIVERED_RECORDING,
@@ -717,5 +723,52 @@ describe('a recording never holds back the call data', () => {
     const { attemptTimeoutMs } = (upload!.getSnapshot() as { context: { attemptTimeoutMs: number } }).context;
     // The base per attempt plus one second per 256 KiB: 89 MiB at 256 KiB/s is 356 s.
     expect(attemptTimeoutMs).toBe(h.context.limits.uploadAttemptTimeoutMs + 356_000);
+  });
+});
+
+describe('the stored snapshot (call.snapshot.ts)', () => {
+  it('holds neither the transcript nor the call data while posting; a restore posts the same document again', async () => {
+    const h = new CallHarness();
+    const items = Array.from({ length: 200 }, (_, n) => item(`said-${n}`, 1_000 + n * 10, `words-${n}-said`));
+    h.send({ type: 'call.transcript', items, at: h.clock.now() });
+    h.send({ type: 'call.lead', leadId: 'lead-1', data: { name: 'Ada' }, at: 0 });
+    // Stored as before (the machine's version) until a document is left out.
+    const talking = storedCallSnapshot(h.actor.getPersistedSnapshot() as PersistedCallSnapshot);
+    expect(talking.version).toBe(String(CALL_MACHINE_VERSION));
+    await toPostingData(h);
+    const sent = postedDocument(h);
+    // Every item reaches the CRM (the contract's `transcription.total_items`).
+    expect(sent.transcription.total_items).toBe(items.length);
+
+    const persisted = h.actor.getPersistedSnapshot() as PersistedCallSnapshot;
+    // The actor's own snapshot holds the items (in its context and twice in the document)…
+    expect(JSON.stringify(persisted)).toContain('words-199-said');
+    // …the stored one none of them, however many.
+    const stored = storedCallSnapshot(persisted);
+    for (const { content } of items) expect(JSON.stringify(stored.snapshot)).not.toContain(content);
+    // A release that knows only the machine's version leaves it alone rather than post nothing.
+    expect(stored.version).not.toBe(String(CALL_MACHINE_VERSION));
+    expect(RESTORABLE_VERSIONS).toEqual([String(CALL_MACHINE_VERSION), stored.version]);
+
+    // A crash while posting: the restored call posts the same document, under the same key.
+    await h.crash(1_000);
+    const again = h.effects.take('postCallData').input as PostCallDataRequest;
+    expect(again.idempotencyKey).toBe(`${CALL_ID}:call-data`);
+    expect(again.document).toEqual(sent);
+  });
+
+  it('restores a snapshot stored with its document (by an earlier release) as stored', async () => {
+    const h = new CallHarness();
+    h.send({ type: 'call.transcript', items: [item('t1', 1_000, 'Hello')], at: h.clock.now() });
+    await toPostingData(h);
+    const persisted = h.actor.getPersistedSnapshot() as PersistedCallSnapshot;
+    const marked = JSON.parse(JSON.stringify(persisted)) as PersistedCallSnapshot;
+    const request = (marked.children?.callDataPost?.snapshot?.context?.request ?? {}) as {
+      document?: CallData;
+    };
+    request.document = { ...request.document!, campaignId: 'as-stored' };
+    const restored = restorableCallSnapshot(marked, persisted.context.transcript, h.clock.now());
+    const kept = restored.children?.callDataPost?.snapshot?.context?.request as { document: CallData };
+    expect(kept.document.campaignId).toBe('as-stored');
   });
 });

@@ -29,9 +29,13 @@ import {
   type CrmEffects,
   type LiveKitEffects,
 } from '../../src/machines/call.actors.ts';
-import { CALL_MACHINE_VERSION, restoredContext } from '../../src/machines/call.machine.ts';
+import { CALL_MACHINE_VERSION } from '../../src/machines/call.machine.ts';
+import {
+  restorableCallSnapshot,
+  storedCallSnapshot,
+  type PersistedCallSnapshot,
+} from '../../src/machines/call.snapshot.ts';
 import type {
-  CallContext,
   CallMachineInput,
   CheckEgressInput,
   EgressOutcome,
@@ -364,7 +368,7 @@ abstract class Harness<TActor extends CallActor | UploadActor, TEmitted> {
     await flush();
   }
 
-  /** The stored JSON as the supervisor hands it to a restored actor (the call's: `restoredContext`). */
+  /** The stored JSON as the supervisor hands it to a restored actor (the call's: `call.snapshot.ts`). */
   protected asRestored(json: string): string {
     return json;
   }
@@ -419,8 +423,13 @@ export class CallHarness extends Harness<CallActor, CallEmitted> {
   }
 
   protected override asRestored(json: string): string {
-    const stored = JSON.parse(json) as { context: CallContext };
-    return JSON.stringify({ ...stored, context: restoredContext(stored.context, this.clock.now()) });
+    // As the supervisor stores it (no transcript, no call-data document) and restores it, with
+    // the transcript the event log holds: every item the persisted snapshot had applied.
+    const persisted = JSON.parse(json) as PersistedCallSnapshot;
+    const stored = JSON.parse(
+      JSON.stringify(storedCallSnapshot(persisted).snapshot),
+    ) as PersistedCallSnapshot;
+    return JSON.stringify(restorableCallSnapshot(stored, persisted.context.transcript, this.clock.now()));
   }
 
   /**

@@ -91,6 +91,23 @@ const update = (state: string): SnapshotUpdate => ({
 const NONE: CommitBatch = { events: [], snapshots: [], journal: [] };
 
 describe('a fleet on one PostgreSQL', () => {
+  it('claims the orphans stored by the versions it is given, and leaves the others alone', async () => {
+    const url = schemas.storeUrl();
+    const a = await member(url, 'instance-a');
+    await a.store.createCall(newCall(1));
+    await a.store.createCall({ ...newCall(2), machineVersion: `${MACHINE_VERSION}.1` });
+    await a.store.createCall({ ...newCall(3), machineVersion: 'another' });
+    await lapse(url, 'instance-a');
+    const older = await member(url, 'instance-older');
+    const claimedByOlder = await older.fleet.claimOrphans(10, [MACHINE_VERSION]);
+    expect(claimedByOlder.map(({ call }) => call.callId)).toEqual(['call-1']);
+    const newer = await member(url, 'instance-newer');
+    await lapse(url, 'instance-older');
+    const claimed = await newer.fleet.claimOrphans(10, [MACHINE_VERSION, `${MACHINE_VERSION}.1`]);
+    expect(claimed.map(({ call }) => call.callId).sort()).toEqual(['call-1', 'call-2']);
+    expect((await ownerOf(url, 'call-3'))?.owner).toBe('instance-a');
+  });
+
   it('refuses the writes of an epoch that no longer owns the call, and reports them fenced', async () => {
     const url = schemas.storeUrl();
     const a = await member(url, 'instance-a');
@@ -102,9 +119,9 @@ describe('a fleet on one PostgreSQL', () => {
 
     const b = await member(url, 'instance-b');
     // B cannot take a call whose owner's lease is valid.
-    expect(await b.fleet.claimOrphans(10, MACHINE_VERSION)).toEqual([]);
+    expect(await b.fleet.claimOrphans(10, [MACHINE_VERSION])).toEqual([]);
     await lapse(url, 'instance-a');
-    const claimed = await b.fleet.claimOrphans(10, MACHINE_VERSION);
+    const claimed = await b.fleet.claimOrphans(10, [MACHINE_VERSION]);
     expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
     expect(claimed[0]?.previousOwner).toBe('instance-a');
     expect(claimed[0]?.call.owner).toEqual({ instanceId: 'instance-b', epoch: b.fleet.epoch });
@@ -146,7 +163,7 @@ describe('a fleet on one PostgreSQL', () => {
       sweepers.map(async ({ fleet, instanceId }) => {
         const mine: string[] = [];
         for (;;) {
-          const batch = await fleet.claimOrphans(7, MACHINE_VERSION);
+          const batch = await fleet.claimOrphans(7, [MACHINE_VERSION]);
           if (batch.length === 0) return { instanceId, mine };
           mine.push(...batch.map(({ call }) => call.callId));
         }
@@ -177,7 +194,7 @@ describe('a fleet on one PostgreSQL', () => {
     await lapse(url, 'instance-paused');
     const other = await member(url, 'instance-other');
     expect(
-      (await other.fleet.claimOrphans(10, MACHINE_VERSION)).map(({ call }) => call.callId).sort(),
+      (await other.fleet.claimOrphans(10, [MACHINE_VERSION])).map(({ call }) => call.callId).sort(),
     ).toEqual(['call-1', 'call-2']);
 
     // It resumes: past its trust window it no longer trusts its lease, before any renewal.
@@ -198,7 +215,7 @@ describe('a fleet on one PostgreSQL', () => {
     expect(lost).toEqual([0]);
     expect(newEpoch).toBeGreaterThan(firstEpoch);
     expect(paused.fleet.trusted()).toBe(true);
-    expect(await paused.fleet.claimOrphans(10, MACHINE_VERSION)).toEqual([]);
+    expect(await paused.fleet.claimOrphans(10, [MACHINE_VERSION])).toEqual([]);
   });
 
   it('starts a new epoch on every start, so a restarted instance claims its own calls at once', async () => {
@@ -208,7 +225,7 @@ describe('a fleet on one PostgreSQL', () => {
     // Killed: nothing ends its lease. The same instance starts again.
     const after = await member(url, 'instance-x');
     expect(after.fleet.epoch).toBeGreaterThan(before.fleet.epoch);
-    const claimed = await after.fleet.claimOrphans(10, MACHINE_VERSION);
+    const claimed = await after.fleet.claimOrphans(10, [MACHINE_VERSION]);
     expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
     // The old epoch's writes are refused even though the instance id is the same.
     await before.store.commit({ ...NONE, snapshots: [{ callId: 'call-1', update: update('postingData') }] });
@@ -221,10 +238,10 @@ describe('a fleet on one PostgreSQL', () => {
     await leaving.store.createCall(newCall(1));
     await leaving.store.createCall({ ...newCall(2), machineVersion: '0' });
     const staying = await member(url, 'instance-staying');
-    expect(await staying.fleet.claimOrphans(10, MACHINE_VERSION)).toEqual([]);
+    expect(await staying.fleet.claimOrphans(10, [MACHINE_VERSION])).toEqual([]);
     await leaving.fleet.release();
     expect(leaving.fleet.trusted()).toBe(false);
-    const claimed = await staying.fleet.claimOrphans(10, MACHINE_VERSION);
+    const claimed = await staying.fleet.claimOrphans(10, [MACHINE_VERSION]);
     expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
   });
 
