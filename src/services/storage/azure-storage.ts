@@ -83,10 +83,10 @@ export class AzureRecordingStorage implements RecordingStorage {
   async open(file: ReportedFile, signal?: AbortSignal): Promise<OpenedRecording> {
     const key = objectKeyOf(file);
     const where = `azure://${this.#settings.accountName}/${this.#settings.container}/${key}`;
-    const blob = (await this.#container()).getBlobClient(key);
     let etag: string | undefined;
     const download = async (offset: number, count: number | undefined) => {
       try {
+        const blob = (await this.#container()).getBlobClient(key);
         return await blob.download(offset, count, {
           ...(signal === undefined ? {} : { abortSignal: signal }),
           ...(etag === undefined ? {} : { conditions: { ifMatch: etag } }),

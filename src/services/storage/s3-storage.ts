@@ -22,9 +22,9 @@ import {
   readSmall,
   storageErrorFor,
   totalFromContentRange,
+  type FirstUse,
   type OpenedRecording,
   type RecordingStorage,
-  type FirstUse,
   type ReportedFile,
 } from './recording-storage.ts';
 import { describeStorage, type S3StorageSettings } from './storage-settings.ts';
