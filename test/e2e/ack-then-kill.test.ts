@@ -132,6 +132,7 @@ async function driveCall(
 interface CallView {
   callId: string;
   state: string;
+  status: string;
   outcome: string | null;
   endedAt: string | null;
   transcriptItems: number;
@@ -174,6 +175,22 @@ describe.each(STORES)('a 2xx means stored (%s): SIGKILL right after the last ans
 
     const second = await pipeline.start();
     await second.waitForLog((line) => line.msg === 'recovery done');
+    if (store === 'postgres') {
+      // A fleet member restarts under a new instance id, so it takes the dead one's calls over
+      // once that lease lapses, after `recovery done`. Until then a row shows the state it was
+      // stored in, which is still `inConversation` when the kill came before any snapshot
+      // after the end: judged then, an end waiting in the log would count as lost. (A call the
+      // dead instance delivered before the kill is not active, and nobody takes it over.)
+      const listed = await second.api('GET', '/v1/calls');
+      expectStatus(listed, 200, 'GET /v1/calls');
+      const ours = new Set(acknowledged.map((call) => call.callId));
+      const active = (listed.body.calls as CallView[]).filter(
+        (view) => ours.has(view.callId) && view.status === 'active',
+      );
+      for (const { callId } of active) {
+        await second.waitForLog((line) => line.msg === 'call taken over' && line.callId === callId);
+      }
+    }
 
     // Until every call is either in the CRM and done, or can never be (still in conversation).
     const callIds = new Set(acknowledged.map((call) => call.callId));
