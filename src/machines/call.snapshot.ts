@@ -41,7 +41,7 @@ interface PersistedChild {
 const CALL_DATA_CHILD = 'callDataPost';
 
 /** The version of a stored snapshot that holds everything but the transcript items. */
-export const MACHINE_VERSION = String(CALL_MACHINE_VERSION);
+const MACHINE_VERSION = String(CALL_MACHINE_VERSION);
 /** The version of a stored snapshot whose call-data document was left out (see the policy). */
 export const STORED_WITHOUT_DOCUMENT_VERSION = `${CALL_MACHINE_VERSION}.1`;
 /** The stored versions this release restores. */
@@ -57,19 +57,12 @@ export interface StoredCallSnapshot {
 export function storedCallSnapshot(persisted: PersistedCallSnapshot): StoredCallSnapshot {
   const stored = { ...persisted, context: { ...persisted.context, transcript: [] } };
   const post = persisted.children?.[CALL_DATA_CHILD];
-  if (post === undefined) return { snapshot: stored, version: MACHINE_VERSION };
-  let leftOut = false;
-  const withoutDocument = (request: unknown): unknown => {
-    if (!isCallDataRequest(request) || !('document' in request)) return request;
-    leftOut = true;
-    const { document: _document, ...rest } = request;
-    return rest;
-  };
+  // The step's own request holds the document for as long as the step runs.
+  if (post === undefined || !hasDocument(post.snapshot?.context?.request)) {
+    return { snapshot: stored, version: MACHINE_VERSION };
+  }
   const children = { ...persisted.children, [CALL_DATA_CHILD]: withRequests(post, withoutDocument) };
-  return {
-    snapshot: { ...stored, children },
-    version: leftOut ? STORED_WITHOUT_DOCUMENT_VERSION : MACHINE_VERSION,
-  };
+  return { snapshot: { ...stored, children }, version: STORED_WITHOUT_DOCUMENT_VERSION };
 }
 
 /**
@@ -89,9 +82,7 @@ export function restorableCallSnapshot(
   // Unbuildable contexts never reach `postingData`; such a request is left as stored.
   if (!built.ok) return restorable;
   const withDocument = (request: unknown) =>
-    isCallDataRequest(request) && !('document' in request)
-      ? { ...request, document: built.document }
-      : request;
+    isCallDataRequest(request) && !hasDocument(request) ? { ...request, document: built.document } : request;
   return {
     ...restorable,
     children: { ...stored.children, [CALL_DATA_CHILD]: withRequests(post, withDocument) },
@@ -111,6 +102,16 @@ function isCallDataRequest(request: unknown): request is Record<string, unknown>
   return (
     typeof request === 'object' && request !== null && (request as { step?: unknown }).step === 'call-data'
   );
+}
+
+function hasDocument(request: unknown): request is Record<string, unknown> & { document: unknown } {
+  return isCallDataRequest(request) && 'document' in request;
+}
+
+function withoutDocument(request: unknown): unknown {
+  if (!hasDocument(request)) return request;
+  const { document: _document, ...rest } = request;
+  return rest;
 }
 
 /**
