@@ -9,6 +9,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
  */
 const UNIT_TESTS = [
   'test/machines/**/*.test.ts',
+  'test/logging/**/*.test.ts',
   'test/payload/**/*.test.ts',
   'test/supervisor/**/*.test.ts',
   'test/config.test.ts',

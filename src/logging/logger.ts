@@ -1,37 +1,17 @@
 /**
  * Logging: pino JSON lines, one child logger per call.
  *
- * Redaction policy: secrets never reach logs. Known secret-bearing keys are censored at any
- * depth pino can address (request headers, config objects, errors' details), and call loggers
- * bind only the ids an operator follows a call by (`callId`, `roomName`, `egressId`), never a
- * payload (pino: "do not create child loggers from externally supplied objects").
+ * Redaction policy: secrets never reach logs. Every line's object and every child logger's
+ * bindings pass through `censorSecrets` (secret-censor.ts: known secret-bearing keys censored at
+ * any depth, in request headers, config objects and errors alike, copying only what it censors),
+ * and call loggers bind only the ids an operator follows a call by (`callId`, `roomName`,
+ * `egressId`), never a payload (pino: "do not create child loggers from externally supplied
+ * objects"). An object the walk cannot read (a getter that throws) is written as a note saying so.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { censorSecrets } from './secret-censor.ts';
 
 export type { Logger } from 'pino';
-
-const SECRET_KEYS = [
-  'authorization',
-  'Authorization',
-  'apiSecret',
-  'apiKey',
-  'api_secret',
-  'secret',
-  'token',
-  'ingestToken',
-  'password',
-  'LIVEKIT_API_SECRET',
-  'CRM_API_KEY',
-  'CALLSYNC_INGEST_TOKEN',
-];
-
-export const REDACT_PATHS = [
-  ...SECRET_KEYS,
-  ...SECRET_KEYS.map((key) => `*.${key}`),
-  ...SECRET_KEYS.map((key) => `*.*.${key}`),
-  'req.headers.authorization',
-  'req.headers["idempotency-key"]',
-];
 
 export interface LoggerOptions {
   level: string;
@@ -40,16 +20,35 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
-  return pino(
+  const logger = pino(
     {
       level: options.level,
       base: { service: 'callsync' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: censorLogged,
+      },
     },
     options.destination,
   );
+  // pino applies `formatters.bindings` to the root's bindings only; every child (a call's, one of
+  // fastify's per request, a child's child) is made through this inherited `child`.
+  type MakeChild = (this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => Logger;
+  const { child } = Object.getPrototypeOf(logger) as { child: MakeChild };
+  const censoredChild: MakeChild = function (bindings, childOptions) {
+    return child.call(this, censorLogged(bindings), childOptions);
+  };
+  logger.child = censoredChild as unknown as Logger['child'];
+  return logger;
+}
+
+function censorLogged(object: Record<string, unknown>): Record<string, unknown> {
+  try {
+    return censorSecrets(object);
+  } catch {
+    return { logged: 'an object whose properties could not be read' };
+  }
 }
 
 /** The ids a call's log lines carry, so an operator can follow one call from start to CRM. */

@@ -1,0 +1,213 @@
+/**
+ * The logging policy, read off the lines a real pino logger writes: secrets never reach a log
+ * line, at any depth, in objects, arrays, errors and child bindings; everything else is written as
+ * logged; the caller's object is never changed. The secret names come from the contract's
+ * environment table and the HTTP headers that carry credentials, not from the censor's list.
+ */
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger, type Logger } from '../../src/logging/logger.ts';
+
+const SECRET = 'sEcReT-VaLuE-42';
+
+/** The contract's secret-bearing variables, and the credential headers, as keys of a logged object. */
+const SECRET_NAMES = [
+  'LIVEKIT_API_SECRET',
+  'CRM_API_KEY',
+  'CALLSYNC_INGEST_TOKEN',
+  'CALLSYNC_ADMIN_TOKEN',
+  'CALLSYNC_S3_SECRET_ACCESS_KEY',
+  'CALLSYNC_S3_SESSION_TOKEN',
+  'CALLSYNC_AZURE_ACCOUNT_KEY',
+  'authorization',
+  'Authorization',
+  'cookie',
+  'apiSecret',
+  'apiKey',
+  'secretAccessKey',
+  'sessionToken',
+  'accountKey',
+  'token',
+  'password',
+];
+
+function capture(level = 'info'): {
+  logger: Logger;
+  lines: () => Record<string, unknown>[];
+  raw: () => string;
+} {
+  let raw = '';
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      raw += chunk.toString('utf8');
+      done();
+    },
+  });
+  // pino writes to a plain stream synchronously (stream.write), so a line is there once the call returns.
+  const logger = createLogger({ level, destination: { write: (line: string) => destination.write(line) } });
+  return {
+    logger,
+    raw: () => raw,
+    lines: () =>
+      raw
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+  };
+}
+
+describe('log lines', () => {
+  it.each(SECRET_NAMES)(
+    'censor %s at the top level and three levels down, keeping its neighbours',
+    (name) => {
+      const out = capture();
+      out.logger.info(
+        {
+          [name]: SECRET,
+          callId: 'call-1',
+          config: { livekit: { [name]: SECRET, url: 'wss://lk.example' } },
+        },
+        'configured',
+      );
+      expect(out.raw()).not.toContain(SECRET);
+      const [line] = out.lines();
+      expect(line).toMatchObject({
+        [name]: '[redacted]',
+        callId: 'call-1',
+        config: { livekit: { [name]: '[redacted]', url: 'wss://lk.example' } },
+        msg: 'configured',
+      });
+    },
+  );
+
+  it('censor secrets deeper than pino’s paths reached, inside arrays too', () => {
+    const out = capture();
+    const deep = { a: { b: { c: { d: { e: { headers: { Authorization: `Bearer ${SECRET}` } } } } } } };
+    out.logger.warn(
+      { deep, attempts: [{ status: 503 }, { request: { headers: { authorization: SECRET } } }] },
+      'x',
+    );
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()[0]).toMatchObject({
+      deep: { a: { b: { c: { d: { e: { headers: { Authorization: '[redacted]' } } } } } } },
+      attempts: [{ status: 503 }, { request: { headers: { authorization: '[redacted]' } } }],
+    });
+  });
+
+  it('write an error with its type, message and stack, its secret properties censored, the error itself untouched', () => {
+    class CrmRejected extends Error {
+      readonly code = 'CRM_REJECTED';
+      details = { status: 401, request: { headers: { authorization: `Bearer ${SECRET}` } } };
+      token = SECRET;
+    }
+    const error = new CrmRejected('the CRM refused the upload', { cause: new Error('socket hang up') });
+    const out = capture();
+    out.logger.error({ err: error, callId: 'call-2' }, 'upload failed');
+    expect(out.raw()).not.toContain(SECRET);
+    const err = out.lines()[0]!.err as Record<string, unknown>;
+    expect(err).toMatchObject({
+      type: 'CrmRejected',
+      message: 'the CRM refused the upload: socket hang up',
+      code: 'CRM_REJECTED',
+      token: '[redacted]',
+      details: { status: 401, request: { headers: { authorization: '[redacted]' } } },
+    });
+    expect(err.stack).toContain('Error: the CRM refused the upload\n    at ');
+    expect(err.stack).toContain('caused by: Error: socket hang up');
+    expect(error.token).toBe(SECRET);
+    expect(error.details.request.headers.authorization).toBe(`Bearer ${SECRET}`);
+  });
+
+  it('censor the errors an AggregateError holds', () => {
+    const inner = Object.assign(new Error('refused'), { password: SECRET });
+    const out = capture();
+    out.logger.error(
+      { err: new AggregateError([inner, new Error('timeout')], 'every try failed') },
+      'gave up',
+    );
+    expect(out.raw()).not.toContain(SECRET);
+    const err = out.lines()[0]!.err as { aggregateErrors: Record<string, unknown>[] };
+    expect(err.aggregateErrors.map((e) => e.message)).toEqual(['refused', 'timeout']);
+    expect(err.aggregateErrors[0]).toMatchObject({ password: '[redacted]' });
+    expect(inner.password).toBe(SECRET);
+  });
+
+  it('censor child bindings, a child’s child’s too, each child keeping its parents’ bindings', () => {
+    const out = capture();
+    const child = out.logger.child({ component: 'storage', credentials: { private_key: SECRET } });
+    child.info('one');
+    child.info({ settings: { accountKey: SECRET, container: 'recordings' } }, 'two');
+    child.child({ callId: 'call-4', headers: { cookie: SECRET } }, { level: 'debug' }).debug('three');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()).toMatchObject([
+      { component: 'storage', credentials: '[redacted]', msg: 'one' },
+      { component: 'storage', settings: { accountKey: '[redacted]', container: 'recordings' }, msg: 'two' },
+      {
+        component: 'storage',
+        credentials: '[redacted]',
+        callId: 'call-4',
+        headers: { cookie: '[redacted]' },
+        msg: 'three',
+      },
+    ]);
+  });
+
+  it('censor a frozen object and leave it as it was', () => {
+    const config = Object.freeze({ CRM_API_KEY: SECRET, CRM_BASE_URL: 'https://crm.example' });
+    const out = capture();
+    out.logger.info({ config }, 'start');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()[0]).toMatchObject({
+      config: { CRM_API_KEY: '[redacted]', CRM_BASE_URL: 'https://crm.example' },
+    });
+    expect(config.CRM_API_KEY).toBe(SECRET);
+  });
+
+  it('write a cyclic object without its secret, and carry on', () => {
+    const loop: Record<string, unknown> = { name: 'loop', token: SECRET };
+    loop.self = loop;
+    const out = capture();
+    out.logger.info({ loop }, 'cyclic');
+    out.logger.info('after');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines().map((line) => line.msg)).toEqual(['cyclic', 'after']);
+    expect(out.lines()[0]).toMatchObject({
+      loop: { name: 'loop', token: '[redacted]', self: { name: 'loop' } },
+    });
+  });
+
+  it('write a note for an object it cannot read, and carry on', () => {
+    const unreadable = {
+      get broken(): never {
+        throw new Error('no');
+      },
+    };
+    const out = capture();
+    out.logger.info({ unreadable, token: SECRET }, 'odd');
+    out.logger.info('after');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()).toMatchObject([
+      { msg: 'odd', logged: 'an object whose properties could not be read' },
+      { msg: 'after' },
+    ]);
+  });
+
+  it('write a line without secrets exactly as logged', () => {
+    const out = capture();
+    const fields = { from: 'inConversation', to: 'awaitingEgress', attempt: 2, tags: ['a', 'b'], at: null };
+    out.logger
+      .child({ callId: 'call-3', roomName: 'room-3', egressId: null })
+      .info(fields, 'call inConversation → awaitingEgress');
+    const { time, ...line } = out.lines()[0]!;
+    expect(typeof time).toBe('string');
+    expect(line).toEqual({
+      level: 'info',
+      service: 'callsync',
+      callId: 'call-3',
+      roomName: 'room-3',
+      egressId: null,
+      ...fields,
+      msg: 'call inConversation → awaitingEgress',
+    });
+  });
+});
