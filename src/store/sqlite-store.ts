@@ -122,6 +122,31 @@ function toCallRow(record: CallRowRecord): CallRow {
 }
 
 /** SQLite result codes that mean "the store cannot take this now", not "this write is wrong". */
+/** The next event and journal `seq` of each call in the batch; a call the store does not hold has none. */
+function reserveSeqs(
+  reserve: Database.Statement<[number, number, string], { eventSeq: number; journalSeq: number }>,
+  batch: CommitBatch,
+): Map<string, { event: number; journal: number }> {
+  const counts = new Map<string, { events: number; journal: number }>();
+  const countOf = (callId: string) => {
+    let count = counts.get(callId);
+    if (count === undefined) counts.set(callId, (count = { events: 0, journal: 0 }));
+    return count;
+  };
+  for (const { callId } of batch.events) countOf(callId).events++;
+  for (const { callId } of batch.journal) countOf(callId).journal++;
+  const next = new Map<string, { event: number; journal: number }>();
+  for (const [callId, count] of counts) {
+    const reserved = reserve.get(count.events, count.journal, callId);
+    if (reserved === undefined) continue;
+    next.set(callId, {
+      event: reserved.eventSeq - count.events + 1,
+      journal: reserved.journalSeq - count.journal + 1,
+    });
+  }
+  return next;
+}
+
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
 
 function storeError(error: unknown, doing: string): Error {
@@ -182,8 +207,11 @@ export class SqliteCallStore implements CallStore {
            transcript_items = @transcriptItems, machine_version = @machineVersion,
            egress_id = COALESCE(@egressId, egress_id), updated_at = @updatedAt WHERE call_id = @callId`,
       ),
-      nextEventSeq: db.prepare<[string], { seq: number }>(
-        `UPDATE calls SET event_seq = event_seq + 1 WHERE call_id = ? RETURNING event_seq AS seq`,
+      // A commit reserves each call's sequence numbers with one update: every update of a call's
+      // row rewrites it, snapshot included.
+      reserveSeqs: db.prepare<[number, number, string], { eventSeq: number; journalSeq: number }>(
+        `UPDATE calls SET event_seq = event_seq + ?, journal_seq = journal_seq + ? WHERE call_id = ?
+         RETURNING event_seq AS eventSeq, journal_seq AS journalSeq`,
       ),
       appendEvent: db.prepare<[string, number, string]>(
         `INSERT INTO call_events (call_id, seq, event) VALUES (?, ?, ?)`,
@@ -206,9 +234,6 @@ export class SqliteCallStore implements CallStore {
       ),
       liveByEgress: db.prepare<[string], CallRowRecord>(
         `SELECT * FROM calls WHERE egress_id = ? AND status = 'active'`,
-      ),
-      nextJournalSeq: db.prepare<[string], { seq: number }>(
-        `UPDATE calls SET journal_seq = journal_seq + 1 WHERE call_id = ? RETURNING journal_seq AS seq`,
       ),
       appendJournal: db.prepare<[Record<string, unknown>]>(
         `INSERT INTO call_journal (call_id, seq, at, kind, state, detail) VALUES (@callId, @seq, @at, @kind, @state, @detail)`,
@@ -252,22 +277,24 @@ export class SqliteCallStore implements CallStore {
   commit(batch: CommitBatch): Promise<number[]> {
     const { db, statements } = this.#require();
     const commit = db.transaction(() => {
+      const next = reserveSeqs(statements.reserveSeqs, batch);
       const seqs: number[] = [];
       for (const { callId, event } of batch.events) {
-        const next = statements.nextEventSeq.get(callId);
-        if (next === undefined) throw new Error(`event for call ${callId}, which the store does not hold`);
-        statements.appendEvent.run(callId, next.seq, JSON.stringify(event));
-        seqs.push(next.seq);
+        const call = next.get(callId);
+        if (call === undefined) throw new Error(`event for call ${callId}, which the store does not hold`);
+        const seq = call.event++;
+        statements.appendEvent.run(callId, seq, JSON.stringify(event));
+        seqs.push(seq);
       }
       for (const { callId, update } of batch.snapshots) {
         statements.update.run({ callId, ...update, snapshot: JSON.stringify(update.snapshot) });
       }
       for (const { callId, entry } of batch.journal) {
-        const next = statements.nextJournalSeq.get(callId);
-        if (next === undefined) continue; // a journal entry never fails the events it is committed with
+        const call = next.get(callId);
+        if (call === undefined) continue; // a journal entry never fails the events it is committed with
         statements.appendJournal.run({
           callId,
-          seq: next.seq,
+          seq: call.journal++,
           at: entry.at,
           kind: entry.kind,
           state: entry.state,
@@ -386,10 +413,10 @@ export class SqliteCallStore implements CallStore {
         )
         .run(dismissal.at, callId);
       if (changed.changes === 0) return undefined;
-      const next = statements.nextJournalSeq.get(callId);
+      const next = statements.reserveSeqs.get(0, 1, callId);
       statements.appendJournal.run({
         callId,
-        seq: next?.seq ?? 1,
+        seq: next?.journalSeq ?? 1,
         at: dismissal.at,
         kind: 'dismissed',
         state: DISMISSED_STATE,

@@ -201,6 +201,40 @@ describe.each([
     expect((await store.getJournal('call-2')).map((e) => e.seq)).toEqual([1]);
   });
 
+  it('numbers events and journal entries apart in one commit, and drops only a journal entry for a call it does not hold', async () => {
+    await store.createCall(newCall());
+    await store.createCall(newCall({ callId: 'call-2', roomName: 'room-2' }));
+    const entry = (state: string) => ({ at: '2026-01-01T00:00:00.000Z', kind: 'transition', state });
+    await store.commit({ ...NO_WRITES, journal: [{ callId: 'call-1', entry: entry('recording') }] });
+    const seqs = await store.commit({
+      events: [
+        { callId: 'call-2', event: { n: 'x' } },
+        { callId: 'call-1', event: { n: 'a' } },
+        { callId: 'call-1', event: { n: 'b' } },
+      ],
+      snapshots: [{ callId: 'call-1', update: snapshotUpdate({ state: 'inConversation' }) }],
+      journal: [
+        { callId: 'call-1', entry: entry('inConversation') },
+        { callId: 'no-such-call', entry: entry('recording') },
+        { callId: 'call-2', entry: entry('recording') },
+        { callId: 'call-1', entry: entry('awaitingEgress') },
+      ],
+    });
+    expect(seqs).toEqual([1, 1, 2]);
+    expect((await store.getEvents('call-1')).map((e) => [e.seq, e.event])).toEqual([
+      [1, { n: 'a' }],
+      [2, { n: 'b' }],
+    ]);
+    expect((await store.getJournal('call-1')).map((e) => [e.seq, e.state])).toEqual([
+      [1, 'recording'],
+      [2, 'inConversation'],
+      [3, 'awaitingEgress'],
+    ]);
+    expect((await store.getJournal('call-2')).map((e) => [e.seq, e.state])).toEqual([[1, 'recording']]);
+    expect((await store.getCall('call-1'))?.state).toBe('inConversation');
+    expect(await store.commit({ ...NO_WRITES, events: [{ callId: 'call-1', event: {} }] })).toEqual([3]);
+  });
+
   it('answers check() while it can take writes', async () => {
     await expect(store.check()).resolves.toBeUndefined();
   });
