@@ -9,7 +9,8 @@ import { configDefaults, defineConfig } from 'vitest/config';
  */
 const UNIT_TESTS = [
   'test/machines/**/*.test.ts',
-  'test/logging/**/*.test.ts',
+  'test/logging/logger.test.ts',
+  'test/logging/secret-censor.test.ts',
   'test/payload/**/*.test.ts',
   'test/supervisor/**/*.test.ts',
   'test/config.test.ts',

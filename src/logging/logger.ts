@@ -7,6 +7,12 @@
  * and call loggers bind only the ids an operator follows a call by (`callId`, `roomName`,
  * `egressId`), never a payload (pino: "do not create child loggers from externally supplied
  * objects"). An object the walk cannot read (a getter that throws) is written as a note saying so.
+ *
+ * Output policy: stdout through pino's asynchronous destination (sonic-boom), which pino flushes
+ * synchronously when the process exits, so the last lines before an exit are written. Its
+ * write buffer is cut at `LOG_WRITE_CHUNK_BYTES`: sonic-boom measures the pending chunk's byte
+ * length at every line, which copies the whole chunk, and at its default of 16 KiB that was
+ * 16 KB allocated and 10 µs of CPU per line in a burst, against 3 KB and 5 µs at 1 KiB.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { censorSecrets } from './secret-censor.ts';
@@ -19,6 +25,9 @@ export interface LoggerOptions {
   destination?: DestinationStream;
 }
 
+/** The largest chunk of lines handed to one write of stdout (a longer line is written whole). */
+export const LOG_WRITE_CHUNK_BYTES = 1024;
+
 export function createLogger(options: LoggerOptions): Logger {
   const logger = pino(
     {
@@ -30,7 +39,8 @@ export function createLogger(options: LoggerOptions): Logger {
         log: censorLogged,
       },
     },
-    options.destination,
+    options.destination ??
+      pino.destination({ dest: 1, sync: false, minLength: 0, maxWrite: LOG_WRITE_CHUNK_BYTES }),
   );
   // pino applies `formatters.bindings` to the root's bindings only; every child (a call's, one of
   // fastify's per request, a child's child) is made through this inherited `child`.
