@@ -1,8 +1,8 @@
 /**
  * Secret censoring for log lines: a value under a secret-bearing key (`SECRET_KEYS`, any case) is
- * written as `[redacted]` at any depth: in plain objects, arrays, class instances and errors (their
- * enumerable properties and an AggregateError's `errors`, which is what pino's error serializer
- * writes of them).
+ * written as `[redacted]` at any depth: in plain objects, arrays, class instances, what an object's
+ * `toJSON` returns, and errors (their enumerable properties and an AggregateError's `errors`,
+ * which is what pino's error serializer writes of them).
  *
  * Policy: copy on write. A line that holds no secret passes through as it is and costs a walk of
  * its keys, nothing allocated; the object a caller logged is never changed, a copy is made only
@@ -66,6 +66,15 @@ function censor(value: unknown, depth: number): unknown {
   if (Array.isArray(value)) return censorArray(value, depth);
   if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof Map || value instanceof Set) {
     return value; // no keys of their own that pino writes
+  }
+  if (!(value instanceof Error)) {
+    // JSON.stringify writes what `toJSON` returns (a protobuf message, a URL), not the object's keys.
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') {
+      const json: unknown = toJSON.call(value, '');
+      const censored = censor(json, depth);
+      return censored === json ? value : censored;
+    }
   }
   let copy: object | undefined;
   // for…in, as pino's error serializer walks an error: own and inherited enumerable keys.

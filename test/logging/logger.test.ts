@@ -152,6 +152,26 @@ describe('log lines', () => {
     ]);
   });
 
+  it('censor what an object’s toJSON returns, as that is what reaches the line', () => {
+    class StorageSettings {
+      constructor(private readonly key: string) {}
+      toJSON() {
+        return { bucket: 'recordings', secretAccessKey: this.key };
+      }
+    }
+    const out = capture();
+    out.logger.info(
+      { settings: new StorageSettings(SECRET), at: new Date(0), url: new URL('https://crm.example/upload') },
+      'x',
+    );
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()[0]).toMatchObject({
+      settings: { bucket: 'recordings', secretAccessKey: '[redacted]' },
+      at: '1970-01-01T00:00:00.000Z',
+      url: 'https://crm.example/upload',
+    });
+  });
+
   it('censor a frozen object and leave it as it was', () => {
     const config = Object.freeze({ CRM_API_KEY: SECRET, CRM_BASE_URL: 'https://crm.example' });
     const out = capture();
