@@ -19,6 +19,8 @@ export const USAGE = `npm run bench:side-by-side -- [options]
                         in any workload (default: never fail)
   --cpu-prof <dir>      run callsync with node --cpu-prof, its profiles written to <dir>
                         (read them with \`node --import tsx bench/side-by-side/profile-top.ts <file>\`)
+  --heap-prof <dir>     sample every allocation of callsync's process, freed ones included, into
+                        <dir>/heap-<pid>.heapprofile (profile-top.ts reads it too)
   --only <name>         run one contender only: callsync or baseline
   --callsync-entry <f>  run another build of callsync (its dist/main.js) instead of this one's,
                         to compare two commits against the same sandboxes and baseline
@@ -36,6 +38,7 @@ export interface BenchArgs {
   webhookFilter: boolean;
   maxCpuRatio: number | null;
   cpuProfDir: string | null;
+  heapProfDir: string | null;
   only: 'callsync' | 'baseline' | null;
   callsyncEntry: string | null;
 }
@@ -62,6 +65,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
       'webhook-filter': { type: 'boolean', default: false },
       'max-cpu-ratio': { type: 'string' },
       'cpu-prof': { type: 'string' },
+      'heap-prof': { type: 'string' },
       only: { type: 'string' },
       'callsync-entry': { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -95,6 +99,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | null {
     webhookFilter: values['webhook-filter'],
     maxCpuRatio,
     cpuProfDir: values['cpu-prof'] ?? null,
+    heapProfDir: values['heap-prof'] ?? null,
     only,
     callsyncEntry: values['callsync-entry'] ?? null,
   };

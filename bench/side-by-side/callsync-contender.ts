@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { createCallsyncClient, type CallsyncClient } from '../../src/demo/api-client.ts';
 import { POSTGRES_URL_DEFAULT } from '../../src/demo/fleet-settings.ts';
@@ -28,6 +28,7 @@ import type { BenchCall } from './plan.ts';
 import { CRM_API_KEY, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, type BenchSandboxes } from './sandboxes.ts';
 
 const READY_TIMEOUT_MS = 30_000;
+const HEAP_SAMPLER_URL = new URL('./heap-sampler.js', import.meta.url).href;
 const SECONDS_TO_MS = 1_000;
 const PROXY_RETRY_DEADLINE_MS = 60_000;
 
@@ -36,6 +37,8 @@ export type CallsyncStoreKind = 'sqlite' | 'postgres';
 export interface CallsyncContenderOptions {
   logLevel: string;
   cpuProfDir: string | null;
+  /** Where `heap-sampler.js` writes an allocation profile of each callsync process. */
+  heapProfDir: string | null;
   /** Another build's `dist/main.js` to run instead of this checkout's (an A/B of two commits). */
   callsyncEntry?: string | null;
   store?: { kind: 'sqlite' } | { kind: 'postgres'; processes: number; url?: string | undefined };
@@ -56,10 +59,13 @@ async function startProcess(
 ): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   const profile = options.cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
+  const heapProfile: Record<string, string> =
+    options.heapProfDir === null ? {} : { CALLSYNC_BENCH_HEAP_PROF_DIR: resolve(options.heapProfDir) };
+  const heapSampler = options.heapProfDir === null ? [] : ['--import', HEAP_SAMPLER_URL];
   const url = `http://127.0.0.1:${port}`;
   const child = await startReadyChildProcess(
-    [...profile, options.callsyncEntry ?? 'dist/main.js'],
-    { ...env, CALLSYNC_HOST: '127.0.0.1', CALLSYNC_PORT: String(port) },
+    [...profile, ...heapSampler, options.callsyncEntry ?? 'dist/main.js'],
+    { ...env, ...heapProfile, CALLSYNC_HOST: '127.0.0.1', CALLSYNC_PORT: String(port) },
     `${url}/readyz`,
     READY_TIMEOUT_MS,
   );
