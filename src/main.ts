@@ -7,6 +7,7 @@
  */
 import { createCallsyncApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { flushLogs } from './logging/logger.ts';
 import { RecordingError } from './services/storage/index.ts';
 
 let config;
@@ -25,6 +26,12 @@ const { logger } = app;
 
 process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
 
+/** Exits once the lines logged so far are out (the last ones say why the process stopped). */
+async function exitWhenLogged(code: number): Promise<never> {
+  await flushLogs(logger);
+  process.exit(code);
+}
+
 let stopping = false;
 function onSignal(signal: NodeJS.Signals): void {
   if (stopping) {
@@ -39,11 +46,11 @@ function onSignal(signal: NodeJS.Signals): void {
     .then(
       () => {
         logger.info('stopped');
-        process.exit(0);
+        return exitWhenLogged(0);
       },
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
+        return exitWhenLogged(1);
       },
     );
 }
@@ -58,5 +65,5 @@ try {
   if (error instanceof RecordingError) process.stderr.write(`callsync: ${error.message}\n`);
   logger.fatal({ err: error }, 'callsync could not start');
   await app.close().catch(() => undefined);
-  process.exit(1);
+  await exitWhenLogged(1);
 }

@@ -1,7 +1,9 @@
 /**
  * Log output as an operator's collector reads it: every line callsync logged is on stdout, whole
  * and in order, even when the process exits right after logging them (pino flushes its
- * asynchronous destination at exit), and a line longer than a write chunk is not split.
+ * asynchronous destination at exit), or while libuv's thread pool is busy and a write is still
+ * under way (`flushLogs` first, as `src/main.ts` exits), and a line longer than a write chunk is
+ * not split.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -22,11 +24,19 @@ async function runFixture(env: Record<string, string>): Promise<{ code: number |
 }
 
 describe('log output', () => {
-  it.each([0, 3])(
-    'writes every line, whole and in order, when the process exits with %i right after',
-    async (exitCode) => {
+  it.each([
+    { exitCode: 0, busyPool: false, when: 'right after logging them, with 0' },
+    { exitCode: 3, busyPool: false, when: 'right after logging them, with 3' },
+    { exitCode: 0, busyPool: true, when: 'after flushLogs, its thread pool busy' },
+  ])(
+    'writes every line, whole and in order, when the process exits $when',
+    async ({ exitCode, busyPool }) => {
       const lines = 20_000;
-      const { code, stdout } = await runFixture({ LINES: String(lines), EXIT_CODE: String(exitCode) });
+      const { code, stdout } = await runFixture({
+        LINES: String(lines),
+        EXIT_CODE: String(exitCode),
+        BUSY_POOL: busyPool ? '1' : '0',
+      });
       expect(code).toBe(exitCode);
       const written = stdout.split('\n');
       expect(written.pop()).toBe('');

@@ -183,32 +183,113 @@ describe('log lines', () => {
     expect(config.CRM_API_KEY).toBe(SECRET);
   });
 
-  it('write a cyclic object without its secret, and carry on', () => {
+  it('write a cyclic object without its secret, its cycle marked, and carry on', () => {
     const loop: Record<string, unknown> = { name: 'loop', token: SECRET };
     loop.self = loop;
+    loop.again = [loop, loop];
     const out = capture();
     out.logger.info({ loop }, 'cyclic');
     out.logger.info('after');
     expect(out.raw()).not.toContain(SECRET);
     expect(out.lines().map((line) => line.msg)).toEqual(['cyclic', 'after']);
     expect(out.lines()[0]).toMatchObject({
-      loop: { name: 'loop', token: '[redacted]', self: { name: 'loop' } },
+      loop: { name: 'loop', token: '[redacted]', self: '[Circular]', again: ['[Circular]', '[Circular]'] },
     });
   });
 
-  it('write a note for an object it cannot read, and carry on', () => {
+  it('write a graph of objects that all refer to each other, each walked once', () => {
+    // Walked path by path, 4 references an object to depth 12 is 4^12 = 16.7 million visits.
+    const nodes: Record<string, unknown>[] = [0, 1, 2, 3].map((n) => ({ n, token: SECRET }));
+    for (const node of nodes) nodes.forEach((other, index) => (node[`to${index}`] = other));
+    const out = capture();
+    out.logger.info({ graph: nodes[0] }, 'graph');
+    out.logger.info('after');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines().map((line) => line.msg)).toEqual(['graph', 'after']);
+    expect(out.lines()[0]).toMatchObject({ graph: { n: 0, token: '[redacted]', to0: '[Circular]' } });
+  });
+
+  it('write what a throwing getter hides as unreadable, and the rest of the line as logged', () => {
     const unreadable = {
+      fine: 1,
       get broken(): never {
         throw new Error('no');
       },
     };
     const out = capture();
-    out.logger.info({ unreadable, token: SECRET }, 'odd');
+    out.logger.info({ unreadable, token: SECRET, callId: 'call-5' }, 'odd');
     out.logger.info('after');
     expect(out.raw()).not.toContain(SECRET);
     expect(out.lines()).toMatchObject([
-      { msg: 'odd', logged: 'an object whose properties could not be read' },
+      { msg: 'odd', callId: 'call-5', token: '[redacted]', unreadable: { fine: 1, broken: '[unreadable]' } },
       { msg: 'after' },
+    ]);
+  });
+
+  it('censor the values a message interpolates (%j, %o), and a non-string message', () => {
+    const out = capture();
+    out.logger.info('settings %j', { token: SECRET, bucket: 'recordings' });
+    out.logger.info({ callId: 'call-6' }, 'headers %o', { headers: { authorization: `Bearer ${SECRET}` } });
+    // A message that is no string, as untyped JavaScript can pass one.
+    Reflect.apply(out.logger.info, out.logger, [{ callId: 'call-7' }, { password: SECRET }]);
+    expect(out.raw()).not.toContain(SECRET);
+    const [first, second] = out.lines();
+    expect(first!.msg).toBe('settings {"token":"[redacted]","bucket":"recordings"}');
+    expect(second).toMatchObject({ callId: 'call-6' });
+    expect(second!.msg).toContain('[redacted]');
+  });
+
+  it('censor setBindings, and a child’s own formatters.log cannot bypass the censor', () => {
+    const out = capture();
+    const child = out.logger.child({ component: 'x' });
+    child.setBindings({ token: SECRET, component: 'y' });
+    child.info('one');
+    out.logger.child({ a: 1 }, { formatters: { log: (object) => object } }).info({ password: SECRET }, 'two');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()).toMatchObject([
+      { component: 'y', token: '[redacted]', msg: 'one' },
+      { a: 1, password: '[redacted]', msg: 'two' },
+    ]);
+  });
+
+  it('censor as JSON.stringify writes: toJSON once (an error’s too, outside err), own keys of maps', () => {
+    class Failure extends Error {
+      readonly #token = SECRET;
+      toJSON() {
+        return { message: this.message, token: this.#token };
+      }
+    }
+    class Inner {
+      token = SECRET;
+      toJSON() {
+        return {};
+      }
+    }
+    class Outer {
+      inner = new Inner();
+      toJSON() {
+        return this.inner; // written as Inner's own keys: toJSON is applied once
+      }
+    }
+    const out = capture();
+    const map = Object.assign(new Map([['k', 'v']]), { token: SECRET });
+    out.logger.info({ failure: new Failure('x'), outer: new Outer(), map }, 'json');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()[0]).toMatchObject({
+      failure: { message: 'x', token: '[redacted]' },
+      outer: { token: '[redacted]' },
+      map: { token: '[redacted]' },
+    });
+  });
+
+  it('write a frozen error, censored or not, without throwing at the caller', () => {
+    const out = capture();
+    out.logger.error({ err: Object.freeze(new Error('plain')) }, 'one');
+    out.logger.error({ err: Object.freeze(Object.assign(new Error('secret'), { token: SECRET })) }, 'two');
+    expect(out.raw()).not.toContain(SECRET);
+    expect(out.lines()).toMatchObject([
+      { msg: 'one', err: { message: 'plain' } },
+      { msg: 'two', err: { message: 'secret', token: '[redacted]' } },
     ]);
   });
 
