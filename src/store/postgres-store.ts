@@ -6,10 +6,13 @@
  * within it, never into a request that hangs. The same deadline is set on the server
  * (`statement_timeout`), and an idle transaction is ended by the server after twice that.
  *
- * Write policy: a commit is one transaction of at most three statements (events, snapshots,
- * journal), each one statement for the whole batch (`unnest` of arrays); sequence numbers come
- * from per-call counters on the call row, whose row lock orders concurrent committers of the
- * same call. Documents are stored as text (JSON), so every string JSON can carry, NUL and lone
+ * Write policy: a commit is one transaction of at most four statements (events, snapshots,
+ * journal, decisions), each one statement for the whole batch (`unnest` of arrays); sequence
+ * numbers come from per-call counters on the call row, whose row lock orders concurrent
+ * committers of the same call. In a fleet, where another instance's commit may touch the same
+ * calls (it logs events for calls this one owns), a commit of several calls first locks their
+ * rows in `call_id` order: two statements that lock rows in the order of their plans deadlock
+ * when they meet, and PostgreSQL then aborts one commit (a 503 for every event in it). Documents are stored as text (JSON), so every string JSON can carry, NUL and lone
  * surrogates included, is stored exactly, and nothing is parsed twice.
  *
  * Each store may live in its own schema (`?schema=` on the URL, or the option), which the
@@ -175,6 +178,16 @@ function storeError(error: unknown, doing: string): unknown {
   return new StoreUnavailableError(`PostgreSQL could not ${doing}: ${reason}`, error);
 }
 
+/** Every call a commit writes (PostgreSQL's `ORDER BY call_id` sets the order they are locked in). */
+function callsOf(batch: CommitBatch): string[] {
+  const callIds = new Set<string>();
+  for (const { callId } of batch.events) callIds.add(callId);
+  for (const { callId } of batch.snapshots) callIds.add(callId);
+  for (const { callId } of batch.journal) callIds.add(callId);
+  for (const { callId } of batch.handled ?? []) callIds.add(callId);
+  return [...callIds];
+}
+
 interface CommitStatement {
   kind: 'events' | 'snapshots' | 'journal' | 'handled';
   /** For owner writes: the calls it writes (those not written were fenced). */
@@ -338,9 +351,16 @@ export class PostgresCallStore implements CallStore {
     };
     client.on('error', onError);
     try {
-      // One statement is a transaction of its own; more need BEGIN/COMMIT.
-      const wrap = statements.length > 1;
+      const lockFirst = this.#fleet === undefined ? [] : callsOf(batch);
+      // One statement is a transaction of its own; more, or a lock first, need BEGIN/COMMIT.
+      const wrap = statements.length > 1 || lockFirst.length > 1;
       if (wrap) await client.query('BEGIN');
+      if (lockFirst.length > 1) {
+        await client.query(
+          `SELECT 1 FROM ${this.#schema}.calls WHERE call_id = ANY($1::text[]) ORDER BY call_id FOR UPDATE`,
+          [lockFirst],
+        );
+      }
       let bases: Map<string, number> | undefined;
       const fenced = new Set<string>();
       for (const statement of statements) {

@@ -148,6 +148,46 @@ describe('a fleet on one PostgreSQL', () => {
     expect(await ownerOf(url, 'call-1')).toMatchObject({ owner: 'instance-b', state: 'inConversation' });
   });
 
+  it("commits two members' writes to the same calls concurrently without a deadlock", async () => {
+    // The owner writes its calls' events, snapshots and decisions in one transaction while the
+    // other member logs events for the same calls (as a fleet behind a load balancer does), in
+    // the opposite order. PostgreSQL aborts one side of a deadlock: a 503 for every event in it.
+    const url = schemas.storeUrl();
+    const owner = await member(url, 'instance-owner');
+    const other = await member(url, 'instance-other');
+    const callIds = ['call-1', 'call-2', 'call-3', 'call-4'];
+    for (const [index] of callIds.entries()) await owner.store.createCall(newCall(index + 1));
+    const ROUNDS = 60;
+    const failures: unknown[] = [];
+    const run = async (commit: (round: number) => Promise<unknown>) => {
+      for (let round = 0; round < ROUNDS; round++)
+        await commit(round).catch((error: unknown) => failures.push(error));
+    };
+    await Promise.all([
+      run((round) =>
+        owner.store.commit({
+          // Its events lock two calls' rows, then its snapshots and decisions lock the other two.
+          events: ['call-1', 'call-3'].map((callId) => ({ callId, event: { by: 'owner', round } })),
+          snapshots: ['call-4', 'call-2'].map((callId) => ({ callId, update: update('inConversation') })),
+          journal: [],
+          handled: ['call-4', 'call-2'].map((callId) => ({ callId, seq: 1 })),
+        }),
+      ),
+      run((round) =>
+        other.store.commit({
+          ...NONE,
+          events: [...callIds].reverse().map((callId) => ({ callId, event: { by: 'other', round } })),
+        }),
+      ),
+    ]);
+    expect(failures.map((error) => String(error))).toEqual([]);
+    for (const callId of callIds) {
+      const seqs = (await owner.store.getEvents(callId)).map((event) => event.seq);
+      const logged = callId === 'call-1' || callId === 'call-3' ? 2 * ROUNDS : ROUNDS;
+      expect(seqs).toEqual(Array.from({ length: logged }, (_, index) => index + 1));
+    }
+  });
+
   it('claims each call of a dead instance exactly once, however many sweepers race', async () => {
     const url = schemas.storeUrl();
     const dead = await member(url, 'instance-dead');
