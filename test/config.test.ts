@@ -1,7 +1,7 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
 const required = {
@@ -235,6 +235,7 @@ describe('loadConfig: where recordings are stored', () => {
 
   it('reads the GCS key file and never echoes a bad one', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'callsync-config-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const key = JSON.stringify({
       type: 'service_account',
       client_email: 'callsync@project.iam.gserviceaccount.com',
