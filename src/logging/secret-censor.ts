@@ -71,7 +71,7 @@ const ERROR_KEY = 'err';
 
 const SECRET = new Set(SECRET_KEYS);
 
-export function isSecretKey(key: string): boolean {
+function isSecretKey(key: string): boolean {
   return SECRET.has(key) || SECRET.has(key.toLowerCase());
 }
 
@@ -198,8 +198,9 @@ function censorArray(
 ): unknown {
   let copy: unknown[] | undefined;
   for (let index = 0; index < array.length; index++) {
-    const item = read(array, String(index));
-    const censored = censorItem(String(index), item, depth, walk, writerOf, false);
+    const key = String(index);
+    const item = read(array, key);
+    const censored = censorItem(key, item, depth, walk, writerOf, false);
     if (censored === item) continue;
     copy ??= array.slice();
     copy[index] = censored;
@@ -225,7 +226,8 @@ function censorError(error: object, depth: number, walk: Walk): unknown {
   }
   const errors = error instanceof Error ? read(error, 'errors') : undefined;
   if (Array.isArray(errors)) {
-    const censored = censorArray(errors, errors, depth, walk, () => 'error');
+    // pino's serializer writes each of them as an error, and anything else as it is.
+    const censored = censorArray(errors, errors, depth, walk, errorWriter);
     if (censored !== errors) {
       copy ??= errorCopyOf(error);
       Object.defineProperty(copy, 'errors', {

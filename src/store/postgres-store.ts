@@ -12,8 +12,9 @@
  * committers of the same call. In a fleet, where another instance's commit may touch the same
  * calls (it logs events for calls this one owns), a commit of several calls first locks their
  * rows in `call_id` order: two statements that lock rows in the order of their plans deadlock
- * when they meet, and PostgreSQL then aborts one commit (a 503 for every event in it). Documents are stored as text (JSON), so every string JSON can carry, NUL and lone
- * surrogates included, is stored exactly, and nothing is parsed twice.
+ * when they meet, and PostgreSQL then aborts one commit (a 503 for every event in it).
+ * Documents are stored as text (JSON), so every string JSON can carry, NUL and lone surrogates
+ * included, is stored exactly, and nothing is parsed twice.
  *
  * Each store may live in its own schema (`?schema=` on the URL, or the option), which the
  * tests use for isolation.

@@ -121,7 +121,6 @@ function toCallRow(record: CallRowRecord): CallRow {
   };
 }
 
-/** SQLite result codes that mean "the store cannot take this now", not "this write is wrong". */
 /** The next event and journal `seq` of each call in the batch; a call the store does not hold has none. */
 function reserveSeqs(
   reserve: Database.Statement<[number, number, string], { eventSeq: number; journalSeq: number }>,
@@ -147,6 +146,7 @@ function reserveSeqs(
   return next;
 }
 
+/** SQLite result codes that mean "the store cannot take this now", not "this write is wrong". */
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
 
 function storeError(error: unknown, doing: string): Error {
