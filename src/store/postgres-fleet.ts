@@ -6,6 +6,11 @@
  * - Each process start registers a new epoch (a sequence) in `supervisors`; renewals change the
  *   row only while that epoch still holds an unexpired lease, judged on the database's clock,
  *   so clock skew between machines does not matter.
+ * - A start under an instance id whose lease has not lapsed waits for it to lapse (at most
+ *   `leaseMs`): the process holding it may only be paused, and until the lapse it still trusts
+ *   its lease and may send to the CRM, so its calls must not move yet. If the holder renews
+ *   meanwhile it is running: the start fails (`INSTANCE_ID_IN_USE`), and two processes never
+ *   take one id from each other in turn.
  * - Renewal every `leaseMs / 5` (1 s for the default 5 s lease): four renewals can fail before
  *   the lease lapses.
  * - Trust window: a renewal that started at t lets this instance act until t + leaseMs −
@@ -24,6 +29,7 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from '../logging/logger.ts';
 import type { TimeSource } from '../machines/timer.actor.ts';
+import { CallsyncError } from '../errors.ts';
 import {
   StoreUnavailableError,
   type CallFleet,
@@ -33,6 +39,8 @@ import {
 } from './call-store.ts';
 
 export const LEASE_TRUST_MARGIN_MS = 1_000;
+/** How long past the lease's expiry a start waiting for it tries again (the read and the expiry race). */
+export const LEASE_LAPSE_WAIT_MARGIN_MS = 50;
 /** Waits before reconnecting the notification listener: quick first, then every 5 s. */
 export const LISTEN_RECONNECT_DELAYS_MS: readonly number[] = [200, 500, 1_000, 2_000, 5_000];
 
@@ -51,6 +59,13 @@ export interface PostgresFleetOptions {
   callColumns: string;
   /** The store's own error mapping (unavailable vs. refused). */
   storeError: (error: unknown, doing: string) => unknown;
+}
+
+/** The process holding this instance id's lease, as its row reads. */
+interface LeaseHolder {
+  epoch: string;
+  expiresAt: string;
+  remainingMs: number;
 }
 
 interface PublishedNote {
@@ -74,6 +89,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
   #flushScheduled = false;
   #closed = false;
   #released = false;
+  #cancelWait: (() => void) | undefined;
 
   constructor(options: PostgresFleetOptions) {
     super();
@@ -135,20 +151,76 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
 
   async #register(): Promise<void> {
     const s = this.#options.schema;
-    const startedAt = this.#options.time.now();
-    const result = await this.#leaseQuery<{ epoch: string }>(
-      `INSERT INTO ${s}.supervisors (instance_id, epoch, expires_at, started_at)
-       VALUES ($1, nextval('${s}.supervisor_epochs'), now() + make_interval(secs => $2::float8 / 1000), now())
-       ON CONFLICT (instance_id) DO UPDATE SET epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at,
-         started_at = EXCLUDED.started_at
-       RETURNING epoch`,
-      [this.instanceId, this.leaseMs],
+    let seen: LeaseHolder | undefined;
+    for (;;) {
+      const startedAt = this.#options.time.now();
+      const result = await this.#leaseQuery<{ epoch: string }>(
+        `INSERT INTO ${s}.supervisors (instance_id, epoch, expires_at, started_at)
+         VALUES ($1, nextval('${s}.supervisor_epochs'), now() + make_interval(secs => $2::float8 / 1000), now())
+         ON CONFLICT (instance_id) DO UPDATE SET epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at,
+           started_at = EXCLUDED.started_at
+         WHERE ${s}.supervisors.expires_at <= now()
+         RETURNING epoch`,
+        [this.instanceId, this.leaseMs],
+      );
+      const registered = result.rows[0];
+      if (registered) {
+        this.#epoch = Number(registered.epoch);
+        this.#trustedUntil = startedAt + this.#trustMs();
+        this.#released = false;
+        this.#options.logger?.info(
+          { instanceId: this.instanceId, epoch: this.#epoch },
+          'fleet lease registered',
+        );
+        this.emit('registered', { epoch: this.#epoch });
+        return;
+      }
+      const holder = await this.#leaseHolder();
+      if (!holder) continue; // released meanwhile
+      if (seen && (holder.epoch !== seen.epoch || holder.expiresAt !== seen.expiresAt)) {
+        throw new CallsyncError(
+          'INSTANCE_ID_IN_USE',
+          `CALLSYNC_INSTANCE_ID ${this.instanceId} is held by a running process (epoch ${holder.epoch}, ` +
+            'which renewed its lease while this one waited for it to lapse); give each process its own id',
+          { retryable: false, details: { instanceId: this.instanceId, epoch: holder.epoch } },
+        );
+      }
+      seen = holder;
+      this.#options.logger?.warn(
+        { instanceId: this.instanceId, epoch: holder.epoch, waitMs: holder.remainingMs },
+        'fleet lease of this instance id still held; waiting for it to lapse',
+      );
+      await this.#wait(holder.remainingMs + LEASE_LAPSE_WAIT_MARGIN_MS);
+    }
+  }
+
+  /** The lease row of this instance id: its epoch, expiry (as the database wrote it) and time left. */
+  async #leaseHolder(): Promise<LeaseHolder | undefined> {
+    const result = await this.#leaseQuery<{ epoch: string; expires_at: string; remaining_ms: number }>(
+      `SELECT epoch, expires_at::text AS expires_at,
+         GREATEST(0, EXTRACT(EPOCH FROM expires_at - now()) * 1000)::float8 AS remaining_ms
+       FROM ${this.#options.schema}.supervisors WHERE instance_id = $1`,
+      [this.instanceId],
     );
-    this.#epoch = Number(result.rows[0]?.epoch ?? 0);
-    this.#trustedUntil = startedAt + this.#trustMs();
-    this.#released = false;
-    this.#options.logger?.info({ instanceId: this.instanceId, epoch: this.#epoch }, 'fleet lease registered');
-    this.emit('registered', { epoch: this.#epoch });
+    const row = result.rows[0];
+    if (!row) return undefined;
+    return { epoch: row.epoch, expiresAt: row.expires_at, remainingMs: Math.ceil(row.remaining_ms) };
+  }
+
+  /** Resolves after `ms` on this fleet's clock, or at once (rejecting) when the fleet closes. */
+  #wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const { time } = this.#options;
+      const timer = time.setTimeout(() => {
+        this.#cancelWait = undefined;
+        resolve();
+      }, ms);
+      this.#cancelWait = () => {
+        this.#cancelWait = undefined;
+        time.clearTimeout(timer);
+        reject(new StoreUnavailableError('the fleet was closed while it waited for its lease'));
+      };
+    });
   }
 
   #trustMs(): number {
@@ -191,6 +263,15 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
       this.#lose();
       await this.#register();
     } catch (error) {
+      if (this.#closed) return;
+      if (error instanceof CallsyncError && error.code === 'INSTANCE_ID_IN_USE') {
+        // Another process runs under this id: this one owns nothing and tries again.
+        this.#options.logger?.error(
+          { err: error, instanceId: this.instanceId },
+          'fleet lease not registered',
+        );
+        return;
+      }
       this.#options.logger?.warn({ err: error, instanceId: this.instanceId }, 'fleet lease renewal failed');
       if (wasTrusted && !this.trusted()) {
         this.#options.logger?.error(
@@ -367,6 +448,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#cancelWait?.();
     for (const timer of [this.#renewTimer, this.#listenTimer]) {
       if (timer !== undefined) this.#options.time.clearTimeout(timer);
     }

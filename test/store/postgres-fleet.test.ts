@@ -8,10 +8,12 @@
  * leases are judged on, and a lapse is made by moving the lease's `expires_at` into the past —
  * exactly what time passing does to it.
  */
+import { Writable } from 'node:stream';
 import pg from 'pg';
 import { SimulatedClock } from 'xstate';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { CommitBatch, NewCall, SnapshotUpdate } from '../../src/store/call-store.ts';
+import { createLogger, type Logger } from '../../src/logging/logger.ts';
 import { PostgresCallStore } from '../../src/store/postgres-store.ts';
 import { POSTGRES_URL, postgresSchemas } from '../helpers/postgres-schemas.ts';
 
@@ -32,20 +34,69 @@ afterEach(async () => {
 });
 
 /** A fleet member of the schema in `url`, with its own simulated clock. */
-async function member(url: string, instanceId: string) {
+function member(url: string, instanceId: string, logger?: Logger) {
   const clock = new SimulatedClock();
   clock.set(Date.now());
+  return joined(clock, instanceId, url, logger);
+}
+
+async function joined(clock: SimulatedClock, instanceId: string, url: string, logger?: Logger) {
   const store = new PostgresCallStore({
     connectionString: url,
-    fleet: { instanceId, leaseMs: LEASE_MS, time: clock },
+    fleet: { instanceId, leaseMs: LEASE_MS, time: clock, logger },
   });
-  await store.open();
+  starting.set(store, clock);
+  try {
+    await store.open();
+  } finally {
+    starting.delete(store);
+  }
   opened.push(store);
   const fleet = store.fleet;
   if (!fleet) throw new Error('the store did not join the fleet');
   const fenced: string[] = [];
   fleet.on('fenced', ({ callIds }) => fenced.push(...callIds));
   return { store, fleet, clock, fenced, instanceId };
+}
+
+/** The clocks of members still starting, so a test can move a waiting start on. */
+const starting = new Map<PostgresCallStore, SimulatedClock>();
+
+/**
+ * Moves every starting member's clock on by `ms` (a start waiting for a lease to lapse then
+ * tries again) and resolves with what the start settles to.
+ */
+function advanceUntilSettled<T>(start: Promise<T>, ms: number): Promise<T> {
+  for (const clock of starting.values()) clock.increment(ms);
+  return start;
+}
+
+/** A logger whose lines a test can wait for by message. */
+function logLines() {
+  const seen: Record<string, unknown>[] = [];
+  const waiters: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const text of chunk.toString('utf8').split('\n')) {
+        if (!text) continue;
+        const line = JSON.parse(text) as Record<string, unknown>;
+        seen.push(line);
+        for (const waiter of waiters.filter((candidate) => line.msg === candidate.msg)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(line);
+        }
+      }
+      done();
+    },
+  });
+  const logger = createLogger({ level: 'debug', destination });
+  const next = (msg: string) =>
+    new Promise<Record<string, unknown>>((resolve) => {
+      const line = seen.find((entry) => entry.msg === msg);
+      if (line) resolve(line);
+      else waiters.push({ msg, resolve });
+    });
+  return { logger, next };
 }
 
 function schemaOf(url: string): string {
@@ -258,18 +309,55 @@ describe('a fleet on one PostgreSQL', () => {
     expect(await paused.fleet.claimOrphans(10, [MACHINE_VERSION])).toEqual([]);
   });
 
-  it('starts a new epoch on every start, so a restarted instance claims its own calls at once', async () => {
+  it('a restart under the same id waits for the old lease to lapse, then claims its own calls', async () => {
     const url = schemas.storeUrl();
     const before = await member(url, 'instance-x');
     await before.store.createCall(newCall(1));
-    // Killed: nothing ends its lease. The same instance starts again.
-    const after = await member(url, 'instance-x');
+    // Killed (or only paused: it cannot tell): nothing ends its lease. The same id starts again.
+    const log = logLines();
+    const restarting = member(url, 'instance-x', log.logger);
+    const waiting = await log.next('fleet lease of this instance id still held; waiting for it to lapse');
+    expect(waiting).toMatchObject({ instanceId: 'instance-x', epoch: String(before.fleet.epoch) });
+    // Until the old lease lapses its calls stay where they are, and its writes still count.
+    await before.store.commit({
+      ...NONE,
+      snapshots: [{ callId: 'call-1', update: update('awaitingEgress') }],
+    });
+    expect(before.fenced).toEqual([]);
+    expect(await ownerOf(url, 'call-1')).toMatchObject({ owner: 'instance-x', state: 'awaitingEgress' });
+    // It lapses; the restarted process's wait runs out (its clock passes the lease) and it registers.
+    await lapse(url, 'instance-x');
+    const after = await advanceUntilSettled(restarting, 2 * LEASE_MS);
     expect(after.fleet.epoch).toBeGreaterThan(before.fleet.epoch);
     const claimed = await after.fleet.claimOrphans(10, [MACHINE_VERSION]);
     expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
-    // The old epoch's writes are refused even though the instance id is the same.
+    // The old epoch's writes are refused now, though the instance id is the same.
     await before.store.commit({ ...NONE, snapshots: [{ callId: 'call-1', update: update('postingData') }] });
     expect(before.fenced).toEqual(['call-1']);
+  });
+
+  it('a start under an id whose holder renews while it waits fails INSTANCE_ID_IN_USE', async () => {
+    const url = schemas.storeUrl();
+    const running = await member(url, 'instance-y');
+    await running.store.createCall(newCall(1));
+    const log = logLines();
+    const second = member(url, 'instance-y', log.logger);
+    await log.next('fleet lease of this instance id still held; waiting for it to lapse');
+    // The holder is alive: it renews (its clock reaches the next renewal).
+    const renewed = new Promise((resolve) => running.fleet.once('renewed', resolve));
+    running.clock.increment(LEASE_MS / 5);
+    await renewed;
+    await expect(advanceUntilSettled(second, 2 * LEASE_MS)).rejects.toMatchObject({
+      code: 'INSTANCE_ID_IN_USE',
+      retryable: false,
+    });
+    // The running one kept its lease and its call.
+    expect(running.fleet.trusted()).toBe(true);
+    await running.store.commit({
+      ...NONE,
+      snapshots: [{ callId: 'call-1', update: update('awaitingEgress') }],
+    });
+    expect(running.fenced).toEqual([]);
   });
 
   it('a released lease frees its calls at once; claims skip other machine versions', async () => {
