@@ -23,6 +23,7 @@ const UNIT_TESTS = [
   'test/metrics/contract-metrics.test.ts',
   'test/metrics/metrics.recorder.test.ts',
   'test/sandbox/livekit-egress-filepath.test.ts',
+  'test/services/call-data-gate.test.ts',
   'test/services/crm.errors.test.ts',
   'test/services/lease-guard.test.ts',
   'test/services/storage/local-storage.test.ts',

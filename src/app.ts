@@ -22,6 +22,7 @@ import { createMetricsRecorder } from './metrics/metrics.recorder.ts';
 import { withStoreMetrics } from './metrics/metrics.store.ts';
 import { createCrmEffects } from './services/crm-effects.ts';
 import { createCrmClient, type CrmClient } from './services/crm.client.ts';
+import { gateCallDataOnStoredSnapshot } from './services/call-data-gate.ts';
 import { guardCrmEffects, guardLiveKitEffects } from './services/lease-guard.ts';
 import { createLiveKitEffects } from './services/livekit-effects.ts';
 import { LiveKitWebhookVerifier } from './services/livekit-webhook.ts';
@@ -142,7 +143,11 @@ export function createCallsyncApp(config: Config, options: CallsyncAppOptions = 
       }),
       trusted,
     ),
-    crm: guardCrmEffects(createCrmEffects({ crm, storage }), trusted),
+    // The call data waits for the call's snapshot (read when a call sends it, after `supervisor` exists).
+    crm: gateCallDataOnStoredSnapshot(
+      guardCrmEffects(createCrmEffects({ crm, storage }), trusted),
+      (callId) => supervisor.snapshotStored(callId),
+    ),
     time,
     onCloseError: (error, call) =>
       logger.warn({ err: error, callId: call.callId }, 'LiveKit client close failed'),

@@ -799,6 +799,19 @@ export class Supervisor implements CallApi {
       });
   }
 
+  /** Resolves once the store holds the call's snapshots queued so far (`services/call-data-gate.ts`). */
+  snapshotStored(callId: string): Promise<void> {
+    const stored = this.#writer.snapshotStored(callId);
+    if (!this.#writer.available && this.#writer.pendingSnapshot(callId)) {
+      this.#live
+        .get(callId)
+        ?.log.warn(
+          'call data held until the store is back: the call must be stored as no longer collecting first',
+        );
+    }
+    return stored;
+  }
+
   async getCall(callId: string): Promise<CallDetailView> {
     const storedRow = await this.#store((store) => store.getCall(callId));
     if (!storedRow) throw new ApiError('CALL_NOT_FOUND', `no call ${callId}`);

@@ -61,6 +61,7 @@ export class StoreWriter {
   #committingJournal: readonly { callId: string; entry: JournalEntry }[] = [];
   #journal: { callId: string; entry: JournalEntry }[] = [];
   #handled: HandledEvent[] = [];
+  readonly #storedWaiters = new Map<string, { resolve: () => void; reject: (error: unknown) => void }[]>();
   #running: Promise<void> | undefined;
   #scheduled = false;
   #retryTimer: unknown;
@@ -122,6 +123,20 @@ export class StoreWriter {
     return this.#snapshots.get(callId) ?? this.#committing.get(callId);
   }
 
+  /**
+   * Resolves once the store holds the call's snapshots queued so far (none is queued or in flight
+   * any more); while the store is away that is when it is back. Rejects if the writer closes first.
+   */
+  snapshotStored(callId: string): Promise<void> {
+    if (this.#closed) return Promise.reject(new StoreUnavailableError('the call store is closed'));
+    if (!this.pendingSnapshot(callId)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiters = this.#storedWaiters.get(callId) ?? [];
+      waiters.push({ resolve, reject });
+      this.#storedWaiters.set(callId, waiters);
+    });
+  }
+
   /** The call's journal entries that are queued or being committed, oldest first. */
   pendingJournal(callId: string): JournalEntry[] {
     const entries: JournalEntry[] = [];
@@ -155,6 +170,10 @@ export class StoreWriter {
     for (const pending of this.#events.splice(0)) {
       pending.reject(new StoreUnavailableError('the call store is closed'));
     }
+    for (const waiters of this.#storedWaiters.values()) {
+      for (const waiter of waiters) waiter.reject(new StoreUnavailableError('the call store is closed'));
+    }
+    this.#storedWaiters.clear();
   }
 
   #hasWork(): boolean {
@@ -223,6 +242,16 @@ export class StoreWriter {
     } finally {
       this.#committing = new Map();
       this.#committingJournal = [];
+      this.#wakeStored();
+    }
+  }
+
+  /** Resolves the `snapshotStored` waiters of calls with no snapshot queued or in flight now. */
+  #wakeStored(): void {
+    for (const [callId, waiters] of this.#storedWaiters) {
+      if (this.pendingSnapshot(callId)) continue;
+      this.#storedWaiters.delete(callId);
+      for (const waiter of waiters) waiter.resolve();
     }
   }
 

@@ -146,6 +146,37 @@ describe('StoreWriter', () => {
     expect((await store.getJournal('call-1')).map((e) => e.kind)).toEqual(['call_ended']);
   });
 
+  it('snapshotStored resolves once the row holds the snapshot: at once with none queued, after the store is back', async () => {
+    await writer.snapshotStored('call-2');
+    const other = new Database(path);
+    other.exec('BEGIN EXCLUSIVE');
+    writer.saveSnapshot('call-1', update('postingData'));
+    let resolved = false;
+    const stored = writer.snapshotStored('call-1').then(() => (resolved = true));
+    await settled(() => !writer.available);
+    expect(resolved).toBe(false);
+    other.exec('ROLLBACK');
+    other.close();
+    clock.increment(STORE_RETRY_DELAYS_MS[0]!);
+    await stored;
+    expect((await store.getCall('call-1'))?.state).toBe('postingData');
+  });
+
+  it('snapshotStored rejects with STORE_UNAVAILABLE when the writer closes before the store holds it', async () => {
+    const other = new Database(path);
+    other.exec('BEGIN EXCLUSIVE');
+    try {
+      writer.saveSnapshot('call-1', update('postingData'));
+      const stored = writer.snapshotStored('call-1');
+      await writer.close();
+      await expect(stored).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+      await expect(writer.snapshotStored('call-2')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+  });
+
   it('backs off between retries while the store stays away, and probes it when nothing is queued', async () => {
     const other = new Database(path);
     other.exec('BEGIN EXCLUSIVE');
