@@ -224,6 +224,8 @@ export class Supervisor implements CallApi {
   #sweepTimer: unknown;
   #retentionTimer: unknown;
   #sweeping: Promise<void> | undefined;
+  /** Calls that said their call data waits for the store. */
+  readonly #heldSaid = new WeakSet<LiveCall>();
   /** Calls whose decisions on events logged elsewhere are being committed: their senders wait. */
   readonly #remoteDecisions = new Set<string>();
 
@@ -802,12 +804,18 @@ export class Supervisor implements CallApi {
   /** Resolves once the store holds the call's snapshots queued so far (`services/call-data-gate.ts`). */
   snapshotStored(callId: string): Promise<void> {
     const stored = this.#writer.snapshotStored(callId);
-    if (!this.#writer.available && this.#writer.pendingSnapshot(callId)) {
-      this.#live
-        .get(callId)
-        ?.log.warn(
-          'call data held until the store is back: the call must be stored as no longer collecting first',
-        );
+    const call = this.#live.get(callId);
+    // Said once per call (each attempt of the step asks again).
+    if (
+      call &&
+      !this.#writer.available &&
+      this.#writer.pendingSnapshot(callId) &&
+      !this.#heldSaid.has(call)
+    ) {
+      this.#heldSaid.add(call);
+      call.log.warn(
+        'call data held until the store is back: the call must be stored as no longer collecting first',
+      );
     }
     return stored;
   }

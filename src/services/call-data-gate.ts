@@ -11,8 +11,10 @@
  * and send a document that the CRM ignores: the item is lost.
  *
  * Cost: one group commit (a tick on SQLite, a round trip on PostgreSQL) before each call-data
- * request. While the store is away the request waits for it, inside the attempt: an outage longer
- * than an attempt's timeout costs attempts of the step's retry schedule, never the call.
+ * request. While the store is away the request waits for it inside the attempt, whose timeout
+ * keeps running: an outage longer than the fast lane's attempts (about 80 s) moves the step to the
+ * slow lane, so the call data goes out at the next slow-lane attempt after the store is back.
+ * Nothing is lost; a wait outside the attempt (a call-machine state) would deliver at once.
  */
 import { once } from 'node:events';
 import type { CrmEffects } from '../machines/call.actors.ts';

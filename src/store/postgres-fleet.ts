@@ -61,6 +61,10 @@ export interface PostgresFleetOptions {
   storeError: (error: unknown, doing: string) => unknown;
 }
 
+function fleetClosed(): StoreUnavailableError {
+  return new StoreUnavailableError('the fleet is closed');
+}
+
 /** The process holding this instance id's lease, as its row reads. */
 interface LeaseHolder {
   epoch: string;
@@ -90,6 +94,10 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
   #closed = false;
   #released = false;
   #cancelWait: (() => void) | undefined;
+  /** The epoch this process held before it lost its lease (0: none). */
+  #lostEpoch = 0;
+  /** Another running process holds this instance id: this one stopped renewing. */
+  #displaced = false;
 
   constructor(options: PostgresFleetOptions) {
     super();
@@ -138,6 +146,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
   }
 
   async #leaseQuery<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+    if (this.#closed) throw fleetClosed();
     if (!this.#leaseClient) this.#leaseClient = await this.#connect('connect the lease connection');
     try {
       return await this.#leaseClient.query<R>(sql, params);
@@ -151,17 +160,21 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
 
   async #register(): Promise<void> {
     const s = this.#options.schema;
+    // This process's own earlier epoch (lost, its calls dropped) is no zombie: it is replaced at once.
+    const ownEpoch = this.#lostEpoch;
     let seen: LeaseHolder | undefined;
+    let renewals = 0;
     for (;;) {
+      if (this.#closed) throw fleetClosed();
       const startedAt = this.#options.time.now();
       const result = await this.#leaseQuery<{ epoch: string }>(
         `INSERT INTO ${s}.supervisors (instance_id, epoch, expires_at, started_at)
          VALUES ($1, nextval('${s}.supervisor_epochs'), now() + make_interval(secs => $2::float8 / 1000), now())
          ON CONFLICT (instance_id) DO UPDATE SET epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at,
            started_at = EXCLUDED.started_at
-         WHERE ${s}.supervisors.expires_at <= now()
+         WHERE ${s}.supervisors.expires_at <= now() OR ${s}.supervisors.epoch = $3
          RETURNING epoch`,
-        [this.instanceId, this.leaseMs],
+        [this.instanceId, this.leaseMs, ownEpoch],
       );
       const registered = result.rows[0];
       if (registered) {
@@ -177,11 +190,14 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
       }
       const holder = await this.#leaseHolder();
       if (!holder) continue; // released meanwhile
-      if (seen && (holder.epoch !== seen.epoch || holder.expiresAt !== seen.expiresAt)) {
+      // A dead holder's last renewal may still land once after it was read; a running one renews
+      // every fifth of the lease, so it is seen renewing again.
+      if (seen && (holder.epoch !== seen.epoch || holder.expiresAt !== seen.expiresAt)) renewals += 1;
+      if (renewals >= 2) {
         throw new CallsyncError(
           'INSTANCE_ID_IN_USE',
           `CALLSYNC_INSTANCE_ID ${this.instanceId} is held by a running process (epoch ${holder.epoch}, ` +
-            'which renewed its lease while this one waited for it to lapse); give each process its own id',
+            'which kept renewing its lease while this one waited for it to lapse); give each process its own id',
           { retryable: false, details: { instanceId: this.instanceId, epoch: holder.epoch } },
         );
       }
@@ -209,6 +225,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
 
   /** Resolves after `ms` on this fleet's clock, or at once (rejecting) when the fleet closes. */
   #wait(ms: number): Promise<void> {
+    if (this.#closed) return Promise.reject(fleetClosed());
     return new Promise<void>((resolve, reject) => {
       const { time } = this.#options;
       const timer = time.setTimeout(() => {
@@ -218,7 +235,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
       this.#cancelWait = () => {
         this.#cancelWait = undefined;
         time.clearTimeout(timer);
-        reject(new StoreUnavailableError('the fleet was closed while it waited for its lease'));
+        reject(fleetClosed());
       };
     });
   }
@@ -228,7 +245,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
   }
 
   #scheduleRenew(): void {
-    if (this.#closed || this.#released) return;
+    if (this.#closed || this.#released || this.#displaced) return;
     this.#renewTimer = this.#options.time.setTimeout(() => {
       this.#renewTimer = undefined;
       void this.#renew().finally(() => this.#scheduleRenew());
@@ -265,10 +282,11 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
     } catch (error) {
       if (this.#closed) return;
       if (error instanceof CallsyncError && error.code === 'INSTANCE_ID_IN_USE') {
-        // Another process runs under this id: this one owns nothing and tries again.
+        // Another process runs under this id: this one owns nothing from now on and says so once.
+        this.#displaced = true;
         this.#options.logger?.error(
           { err: error, instanceId: this.instanceId },
-          'fleet lease not registered',
+          'fleet lease given up: another running process holds this instance id; this one drives no calls (stop it)',
         );
         return;
       }
@@ -285,6 +303,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
 
   #lose(): void {
     // A new epoch is registered next: the calls of this one are orphans for every sweeper.
+    this.#lostEpoch = this.#epoch;
     this.#epoch = 0;
     this.#trustedUntil = 0;
     this.emit('lost');

@@ -214,6 +214,7 @@ export class PostgresCallStore implements CallStore {
   readonly #fleetOptions: PostgresCallStoreOptions['fleet'];
   #pool: pg.Pool | undefined;
   #fleet: PostgresFleet | undefined;
+  #startingFleet: PostgresFleet | undefined;
 
   constructor(options: PostgresCallStoreOptions) {
     const url = new URL(options.connectionString);
@@ -265,12 +266,16 @@ export class PostgresCallStore implements CallStore {
         callColumns: CALL_COLUMNS,
         storeError,
       });
+      // A start may wait for this instance id's old lease to lapse: `close()` ends that wait.
+      this.#startingFleet = fleet;
       try {
         await fleet.start();
       } catch (error) {
         await fleet.close();
         await pool.end().catch(() => undefined);
         throw error;
+      } finally {
+        this.#startingFleet = undefined;
       }
       this.#fleet = fleet;
     }
@@ -721,6 +726,7 @@ export class PostgresCallStore implements CallStore {
   }
 
   async close(): Promise<void> {
+    await this.#startingFleet?.close();
     const pool = this.#pool;
     const fleet = this.#fleet;
     this.#pool = undefined;

@@ -19,6 +19,7 @@
  * - The journal backlog is bounded (`JOURNAL_BACKLOG_MAX`); beyond it the oldest entries are
  *   dropped with a count in the log: the journal is the audit trail, the snapshot is the state.
  */
+import { CallsyncError } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { TimeSource } from '../machines/timer.actor.ts';
 import {
@@ -29,6 +30,14 @@ import {
   type JournalEntry,
   type SnapshotUpdate,
 } from '../store/call-store.ts';
+
+function snapshotRefused(callId: string): CallsyncError {
+  return new CallsyncError(
+    'SNAPSHOT_REFUSED',
+    `the store refused call ${callId}'s latest snapshot and holds an older one`,
+    { retryable: false },
+  );
+}
 
 /** Waits between tries while the store is unavailable: quick for a blip, then every 2 s. */
 export const STORE_RETRY_DELAYS_MS: readonly number[] = [100, 250, 500, 1_000, 2_000];
@@ -61,6 +70,8 @@ export class StoreWriter {
   #committingJournal: readonly { callId: string; entry: JournalEntry }[] = [];
   #journal: { callId: string; entry: JournalEntry }[] = [];
   #handled: HandledEvent[] = [];
+  /** Calls whose last snapshot the store refused as wrong (dropped): it holds an older one. */
+  readonly #refusedSnapshots = new Set<string>();
   readonly #storedWaiters = new Map<string, { resolve: () => void; reject: (error: unknown) => void }[]>();
   #running: Promise<void> | undefined;
   #scheduled = false;
@@ -125,11 +136,15 @@ export class StoreWriter {
 
   /**
    * Resolves once the store holds the call's snapshots queued so far (none is queued or in flight
-   * any more); while the store is away that is when it is back. Rejects if the writer closes first.
+   * any more); while the store is away that is when it is back. Rejects if the writer closes
+   * first, or (`SNAPSHOT_REFUSED`, not retryable) if the store refused the call's last snapshot
+   * as wrong: it holds an older one.
    */
   snapshotStored(callId: string): Promise<void> {
     if (this.#closed) return Promise.reject(new StoreUnavailableError('the call store is closed'));
-    if (!this.pendingSnapshot(callId)) return Promise.resolve();
+    if (!this.pendingSnapshot(callId)) {
+      return this.#refusedSnapshots.has(callId) ? Promise.reject(snapshotRefused(callId)) : Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
       const waiters = this.#storedWaiters.get(callId) ?? [];
       waiters.push({ resolve, reject });
@@ -227,6 +242,7 @@ export class StoreWriter {
         if (!this.available) await this.#deps.store.check();
       } else {
         const seqs = await this.#deps.store.commit(batch);
+        for (const callId of snapshots.keys()) this.#refusedSnapshots.delete(callId);
         this.#applied(events, seqs);
         if (handled.length > 0) this.#deps.onHandled?.(handled);
       }
@@ -251,7 +267,11 @@ export class StoreWriter {
     for (const [callId, waiters] of this.#storedWaiters) {
       if (this.pendingSnapshot(callId)) continue;
       this.#storedWaiters.delete(callId);
-      for (const waiter of waiters) waiter.resolve();
+      const refused = this.#refusedSnapshots.has(callId) ? snapshotRefused(callId) : undefined;
+      for (const waiter of waiters) {
+        if (refused) waiter.reject(refused);
+        else waiter.resolve();
+      }
     }
   }
 
@@ -304,7 +324,12 @@ export class StoreWriter {
         else pending.reject(batchError);
       }
       for (const [callId, update] of snapshots) {
-        await attempt({ ...none, snapshots: [{ callId, update }] }, { callId, write: 'snapshot' });
+        const stored = await attempt(
+          { ...none, snapshots: [{ callId, update }] },
+          { callId, write: 'snapshot' },
+        );
+        if (stored) this.#refusedSnapshots.delete(callId);
+        else this.#refusedSnapshots.add(callId);
         done.snapshots.add(callId);
       }
       for (const entry of journal) {

@@ -22,6 +22,10 @@ import { callTimes } from '../helpers/callsync-api.ts';
 import { CHILD_WAIT_MS } from '../helpers/child-callsync.ts';
 import { startChildPipeline, type ChildPipeline } from '../helpers/child-pipeline.ts';
 
+/** ENDING → COMPLETE: room to take the store's lock after the end was answered. */
+const EGRESS_FINALIZE_MS = 3_000;
+/** The restored call waits this long in its recording step (still collecting) for the late item. */
+const UPLOAD_RETRY_AFTER_SECONDS = 5;
 const HELD = 'call data held until the store is back: the call must be stored as no longer collecting first';
 
 let pipeline: ChildPipeline | undefined;
@@ -37,7 +41,7 @@ describe('call data after a crash during a store outage', () => {
     }));
     await p.start();
     const room = 'room-cutoff-1';
-    const call = await p.openCall(room, { finalizeAfterMs: 1_500 });
+    const call = await p.openCall(room, { finalizeAfterMs: EGRESS_FINALIZE_MS });
     await p.endCall(call);
 
     // The store is locked before the egress finishes.
@@ -51,18 +55,22 @@ describe('call data after a crash during a store outage', () => {
       const sent = p.crm.waitFor((received) =>
         received.callData.some((entry) => entry.idempotencyKey === `${call.callId}:call-data`),
       );
-      await Promise.race([held, sent]);
       held.catch(() => undefined);
       sent.catch(() => undefined);
+      await Promise.race([held, sent]);
       await p.child.kill();
+      // Held, not sent: the CRM has no call data for the call.
+      expect(p.crm.received().callData.map((entry) => entry.idempotencyKey)).not.toContain(
+        `${call.callId}:call-data`,
+      );
     } finally {
       holder.exec('ROLLBACK');
       holder.close();
     }
 
-    // The restored call uploads its recording again; the CRM asks it to come back in 2 s.
+    // The restored call uploads its recording again; the CRM asks it to come back later.
     const uploadsBefore = p.crm.received().requests.upload;
-    p.crm.injectFaults('upload', [{ status: 503, retryAfterSeconds: 2 }]);
+    p.crm.injectFaults('upload', [{ status: 503, retryAfterSeconds: UPLOAD_RETRY_AFTER_SECONDS }]);
     const faulted = p.crm.waitForRequests('upload', uploadsBefore + 1, { timeoutMs: CHILD_WAIT_MS });
     await p.start();
     await faulted;
@@ -73,8 +81,8 @@ describe('call data after a crash during a store outage', () => {
     expect(late.status).toBe(202);
 
     const { document } = await p.crm.waitForCallData(call.callId, { timeoutMs: CHILD_WAIT_MS });
-    const ids = document.transcription.conversation_items.map((item) => item.content);
-    expect(ids).toContain('One more thing.');
+    const contents = document.transcription.conversation_items.map((item) => item.content);
+    expect(contents).toContain('One more thing.');
     expect(
       p.crm.received().callData.filter((e) => e.idempotencyKey === `${call.callId}:call-data`),
     ).toHaveLength(1);

@@ -18,6 +18,9 @@ import { PostgresCallStore } from '../../src/store/postgres-store.ts';
 import { POSTGRES_URL, postgresSchemas } from '../helpers/postgres-schemas.ts';
 
 const LEASE_MS = 5_000;
+/** For tests that must not see a lease lapse on the database's clock while they run. */
+const LONG_LEASE_MS = 60_000;
+const STILL_HELD = 'fleet lease of this instance id still held; waiting for it to lapse';
 const MACHINE_VERSION = '1';
 
 const schemas = postgresSchemas('callsync_fleet');
@@ -34,16 +37,22 @@ afterEach(async () => {
 });
 
 /** A fleet member of the schema in `url`, with its own simulated clock. */
-function member(url: string, instanceId: string, logger?: Logger) {
+function member(url: string, instanceId: string, options: { logger?: Logger; leaseMs?: number } = {}) {
   const clock = new SimulatedClock();
   clock.set(Date.now());
-  return joined(clock, instanceId, url, logger);
+  return joined(clock, instanceId, url, options.logger, options.leaseMs ?? LEASE_MS);
 }
 
-async function joined(clock: SimulatedClock, instanceId: string, url: string, logger?: Logger) {
+async function joined(
+  clock: SimulatedClock,
+  instanceId: string,
+  url: string,
+  logger: Logger | undefined,
+  leaseMs: number,
+) {
   const store = new PostgresCallStore({
     connectionString: url,
-    fleet: { instanceId, leaseMs: LEASE_MS, time: clock, logger },
+    fleet: { instanceId, leaseMs, time: clock, logger },
   });
   starting.set(store, clock);
   try {
@@ -62,13 +71,9 @@ async function joined(clock: SimulatedClock, instanceId: string, url: string, lo
 /** The clocks of members still starting, so a test can move a waiting start on. */
 const starting = new Map<PostgresCallStore, SimulatedClock>();
 
-/**
- * Moves every starting member's clock on by `ms` (a start waiting for a lease to lapse then
- * tries again) and resolves with what the start settles to.
- */
-function advanceUntilSettled<T>(start: Promise<T>, ms: number): Promise<T> {
+/** Moves every starting member's clock on by `ms`: a start waiting for a lease to lapse tries again. */
+function advanceStarting(ms: number): void {
   for (const clock of starting.values()) clock.increment(ms);
-  return start;
 }
 
 /** A logger whose lines a test can wait for by message. */
@@ -90,13 +95,20 @@ function logLines() {
     },
   });
   const logger = createLogger({ level: 'debug', destination });
-  const next = (msg: string) =>
+  /** The `n`th line (from 1) with this message, once it is written. */
+  const nth = (msg: string, n: number) =>
     new Promise<Record<string, unknown>>((resolve) => {
-      const line = seen.find((entry) => entry.msg === msg);
-      if (line) resolve(line);
-      else waiters.push({ msg, resolve });
+      const line = seen.filter((entry) => entry.msg === msg)[n - 1];
+      if (line) return resolve(line);
+      const wait = () =>
+        waiters.push({
+          msg,
+          resolve: (found) =>
+            seen.filter((entry) => entry.msg === msg).length >= n ? resolve(found) : wait(),
+        });
+      wait();
     });
-  return { logger, next };
+  return { logger, nth };
 }
 
 function schemaOf(url: string): string {
@@ -311,12 +323,12 @@ describe('a fleet on one PostgreSQL', () => {
 
   it('a restart under the same id waits for the old lease to lapse, then claims its own calls', async () => {
     const url = schemas.storeUrl();
-    const before = await member(url, 'instance-x');
+    const before = await member(url, 'instance-x', { leaseMs: LONG_LEASE_MS });
     await before.store.createCall(newCall(1));
     // Killed (or only paused: it cannot tell): nothing ends its lease. The same id starts again.
     const log = logLines();
-    const restarting = member(url, 'instance-x', log.logger);
-    const waiting = await log.next('fleet lease of this instance id still held; waiting for it to lapse');
+    const restarting = member(url, 'instance-x', { logger: log.logger, leaseMs: LONG_LEASE_MS });
+    const waiting = await log.nth(STILL_HELD, 1);
     expect(waiting).toMatchObject({ instanceId: 'instance-x', epoch: String(before.fleet.epoch) });
     // Until the old lease lapses its calls stay where they are, and its writes still count.
     await before.store.commit({
@@ -327,7 +339,8 @@ describe('a fleet on one PostgreSQL', () => {
     expect(await ownerOf(url, 'call-1')).toMatchObject({ owner: 'instance-x', state: 'awaitingEgress' });
     // It lapses; the restarted process's wait runs out (its clock passes the lease) and it registers.
     await lapse(url, 'instance-x');
-    const after = await advanceUntilSettled(restarting, 2 * LEASE_MS);
+    advanceStarting(2 * LONG_LEASE_MS);
+    const after = await restarting;
     expect(after.fleet.epoch).toBeGreaterThan(before.fleet.epoch);
     const claimed = await after.fleet.claimOrphans(10, [MACHINE_VERSION]);
     expect(claimed.map(({ call }) => call.callId)).toEqual(['call-1']);
@@ -336,21 +349,22 @@ describe('a fleet on one PostgreSQL', () => {
     expect(before.fenced).toEqual(['call-1']);
   });
 
-  it('a start under an id whose holder renews while it waits fails INSTANCE_ID_IN_USE', async () => {
+  it('a start under an id whose holder keeps renewing while it waits fails INSTANCE_ID_IN_USE', async () => {
     const url = schemas.storeUrl();
-    const running = await member(url, 'instance-y');
+    const running = await member(url, 'instance-y', { leaseMs: LONG_LEASE_MS });
     await running.store.createCall(newCall(1));
     const log = logLines();
-    const second = member(url, 'instance-y', log.logger);
-    await log.next('fleet lease of this instance id still held; waiting for it to lapse');
-    // The holder is alive: it renews (its clock reaches the next renewal).
-    const renewed = new Promise((resolve) => running.fleet.once('renewed', resolve));
-    running.clock.increment(LEASE_MS / 5);
-    await renewed;
-    await expect(advanceUntilSettled(second, 2 * LEASE_MS)).rejects.toMatchObject({
-      code: 'INSTANCE_ID_IN_USE',
-      retryable: false,
-    });
+    const second = member(url, 'instance-y', { logger: log.logger, leaseMs: LONG_LEASE_MS });
+    second.catch(() => undefined);
+    // One renewal seen may be a dead holder's last one landing late; a second one is not.
+    for (const look of [1, 2]) {
+      await log.nth(STILL_HELD, look);
+      const renewed = new Promise((resolve) => running.fleet.once('renewed', resolve));
+      running.clock.increment(LONG_LEASE_MS / 5); // the holder's next renewal
+      await renewed;
+      advanceStarting(2 * LONG_LEASE_MS);
+    }
+    await expect(second).rejects.toMatchObject({ code: 'INSTANCE_ID_IN_USE', retryable: false });
     // The running one kept its lease and its call.
     expect(running.fleet.trusted()).toBe(true);
     await running.store.commit({
@@ -358,6 +372,17 @@ describe('a fleet on one PostgreSQL', () => {
       snapshots: [{ callId: 'call-1', update: update('awaitingEgress') }],
     });
     expect(running.fenced).toEqual([]);
+  });
+
+  it('a start waiting for a lease to lapse ends when its store is closed', async () => {
+    const url = schemas.storeUrl();
+    await member(url, 'instance-z', { leaseMs: LONG_LEASE_MS });
+    const log = logLines();
+    const waiting = member(url, 'instance-z', { logger: log.logger, leaseMs: LONG_LEASE_MS });
+    waiting.catch(() => undefined);
+    await log.nth(STILL_HELD, 1);
+    await Promise.all([...starting.keys()].map((store) => store.close()));
+    await expect(waiting).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
   });
 
   it('a released lease frees its calls at once; claims skip other machine versions', async () => {

@@ -150,13 +150,17 @@ describe('StoreWriter', () => {
     await writer.snapshotStored('call-2');
     const other = new Database(path);
     other.exec('BEGIN EXCLUSIVE');
-    writer.saveSnapshot('call-1', update('postingData'));
     let resolved = false;
-    const stored = writer.snapshotStored('call-1').then(() => (resolved = true));
-    await settled(() => !writer.available);
-    expect(resolved).toBe(false);
-    other.exec('ROLLBACK');
-    other.close();
+    let stored: Promise<unknown>;
+    try {
+      writer.saveSnapshot('call-1', update('postingData'));
+      stored = writer.snapshotStored('call-1').then(() => (resolved = true));
+      await settled(() => !writer.available);
+      expect(resolved).toBe(false);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
     clock.increment(STORE_RETRY_DELAYS_MS[0]!);
     await stored;
     expect((await store.getCall('call-1'))?.state).toBe('postingData');
@@ -221,6 +225,20 @@ describe('StoreWriter', () => {
     expect(writer.available).toBe(true);
     expect((await store.getCall('call-2'))?.state).toBe('inConversation');
     expect(await store.getEvents('call-1')).toEqual([{ seq: 1, event: { name: 'good' } }]);
+  });
+
+  it('snapshotStored rejects SNAPSHOT_REFUSED while the store holds an older snapshot than the one it refused', async () => {
+    writer.saveSnapshot('call-1', { ...update('postingData'), state: null as never });
+    await expect(writer.snapshotStored('call-1')).rejects.toMatchObject({
+      code: 'SNAPSHOT_REFUSED',
+      retryable: false,
+    });
+    expect((await store.getCall('call-1'))?.state).toBe('recording');
+    await expect(writer.snapshotStored('call-1')).rejects.toMatchObject({ code: 'SNAPSHOT_REFUSED' });
+    // A later snapshot the store takes ends it.
+    writer.saveSnapshot('call-1', update('postingData'));
+    await writer.snapshotStored('call-1');
+    expect((await store.getCall('call-1'))?.state).toBe('postingData');
   });
 
   it('close() writes what is queued, then refuses events; safe twice', async () => {

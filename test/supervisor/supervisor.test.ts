@@ -12,11 +12,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createCallLogic } from '../../src/machines/call.actors.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { createMetricsRecorder } from '../../src/metrics/metrics.recorder.ts';
+import { gateCallDataOnStoredSnapshot } from '../../src/services/call-data-gate.ts';
 import type { LiveKitWebhook } from '../../src/services/livekit-webhook.ts';
 import { StoreUnavailableError, type CallStore } from '../../src/store/call-store.ts';
 import { SqliteCallStore } from '../../src/store/sqlite-store.ts';
 import { Supervisor } from '../../src/supervisor.ts';
-import { FakeEffects, REFERENCE_TIMESTAMP, flush } from '../machines/harness.ts';
+import {
+  DELIVERED_RECORDING,
+  FakeEffects,
+  RECORDING_FILE,
+  REFERENCE_TIMESTAMP,
+  flush,
+} from '../machines/harness.ts';
 
 const CONFIG = { campaigns: [{ _id: 'camp-1', client: 'client-1', voiceAgents: [{ _id: 'va-1' }] }] };
 
@@ -40,15 +47,46 @@ function flakyStore(store: CallStore): { store: CallStore; fail(failing: boolean
   return { store: flaky, fail: (next) => (failing = next) };
 }
 
-function start(options: { store?: CallStore } = {}) {
+/** A store whose commits wait, while `hold()` is in force, until `release()`. */
+function holdingStore(store: CallStore): { store: CallStore; hold(): void; release(): void } {
+  let held: Promise<void> | undefined;
+  let release = () => undefined as void;
+  const holding = new Proxy(store, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (property === 'commit') {
+        return async (...args: Parameters<CallStore['commit']>) => {
+          if (held) await held;
+          return target.commit(...args);
+        };
+      }
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return {
+    store: holding,
+    hold: () => {
+      held = new Promise<void>((resolve) => (release = resolve));
+    },
+    release: () => {
+      held = undefined;
+      release();
+    },
+  };
+}
+
+function start(options: { store?: CallStore; gateCallData?: boolean } = {}) {
   const clock = new SimulatedClock();
   clock.set(REFERENCE_TIMESTAMP);
   const effects = new FakeEffects();
   const registry = new Registry();
   const store = options.store ?? new SqliteCallStore(':memory:');
-  const supervisor = new Supervisor({
+  const crm = options.gateCallData
+    ? gateCallDataOnStoredSnapshot(effects.crm, (callId) => supervisor.snapshotStored(callId))
+    : effects.crm;
+  const supervisor: Supervisor = new Supervisor({
     store,
-    logic: createCallLogic({ liveKit: effects.liveKit, crm: effects.crm, time: clock }),
+    logic: createCallLogic({ liveKit: effects.liveKit, crm, time: clock }),
     // The webhook's body is the verified event itself: routing is what is under test here.
     webhooks: { verify: (raw) => JSON.parse(raw) as LiveKitWebhook },
     logger: pino({ level: 'silent' }),
@@ -198,5 +236,34 @@ describe('supervisor', () => {
     expect(supervisor.storeStatus()).toEqual({ ok: true });
     await supervisor.addTranscript(callId, { items: [item] });
     expect((await supervisor.getCall(callId)).transcriptItems).toBe(1);
+  });
+
+  it('sends the call data only once the snapshot in which the call stopped collecting is committed', async () => {
+    const holding = holdingStore(new SqliteCallStore(':memory:'));
+    const { clock, effects, store, supervisor } = start({ store: holding.store, gateCallData: true });
+    const callId = await recordingCall(supervisor, effects);
+    await supervisor.endCall(callId, {});
+    await flush();
+    effects.take('stopEgress').resolve({ alreadyEnded: false });
+    await flush();
+    clock.increment(5_000); // the poll after the stop
+    await flush();
+    effects.take('checkEgress').resolve({ status: 'complete', file: RECORDING_FILE });
+    await flush();
+
+    // Everything before is stored; the commit that would hold the call as no longer collecting
+    // cannot finish yet.
+    await supervisor.snapshotStored(callId);
+    holding.hold();
+    effects.take('uploadRecording').resolve(DELIVERED_RECORDING);
+    await flush();
+    await flush();
+    expect(effects.inFlight('postCallData')).toBeUndefined();
+
+    holding.release();
+    await supervisor.snapshotStored(callId);
+    await flush();
+    expect((await store.getCall(callId))?.state).toBe('postingData');
+    expect(effects.inFlight('postCallData')?.input).toMatchObject({ callId, step: 'call-data' });
   });
 });
