@@ -1357,6 +1357,7 @@ export class Supervisor implements CallApi {
   #forget(call: LiveCall): void {
     if (this.#live.get(call.callId) !== call) return;
     this.#live.delete(call.callId);
+    this.#writer.forget(call.callId);
     if (this.#byRoom.get(call.roomName) === call.callId) this.#byRoom.delete(call.roomName);
     if (call.egressId && this.#byEgress.get(call.egressId) === call.callId)
       this.#byEgress.delete(call.egressId);

@@ -8,9 +8,10 @@
  *   so clock skew between machines does not matter.
  * - A start under an instance id whose lease has not lapsed waits for it to lapse (at most
  *   `leaseMs`): the process holding it may only be paused, and until the lapse it still trusts
- *   its lease and may send to the CRM, so its calls must not move yet. If the holder renews
- *   meanwhile it is running: the start fails (`INSTANCE_ID_IN_USE`), and two processes never
- *   take one id from each other in turn.
+ *   its lease and may send to the CRM, so its calls must not move yet. If the holder is seen
+ *   renewing twice meanwhile (once may be a dead holder's last renewal landing late) it is
+ *   running: the start fails (`INSTANCE_ID_IN_USE`); a running process displaced that way tries
+ *   again each lease, so two processes never take one id from each other in turn.
  * - Renewal every `leaseMs / 5` (1 s for the default 5 s lease): four renewals can fail before
  *   the lease lapses.
  * - Trust window: a renewal that started at t lets this instance act until t + leaseMs −
@@ -94,9 +95,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
   #closed = false;
   #released = false;
   #cancelWait: (() => void) | undefined;
-  /** The epoch this process held before it lost its lease (0: none). */
-  #lostEpoch = 0;
-  /** Another running process holds this instance id: this one stopped renewing. */
+  /** Another running process holds this instance id (said once, until this one registers again). */
   #displaced = false;
 
   constructor(options: PostgresFleetOptions) {
@@ -125,6 +124,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
     await this.#register();
     this.#scheduleRenew();
     await this.#listen().catch((error: unknown) => this.#listenFailed(error));
+    if (this.#closed) throw fleetClosed();
   }
 
   async #connect(doing: string): Promise<pg.Client> {
@@ -141,6 +141,11 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
     } catch (error) {
       await client.end().catch(() => undefined);
       throw this.#options.storeError(error, doing);
+    }
+    // Closed while it connected: nobody else will end this one.
+    if (this.#closed) {
+      await client.end().catch(() => undefined);
+      throw fleetClosed();
     }
     return client;
   }
@@ -160,27 +165,26 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
 
   async #register(): Promise<void> {
     const s = this.#options.schema;
-    // This process's own earlier epoch (lost, its calls dropped) is no zombie: it is replaced at once.
-    const ownEpoch = this.#lostEpoch;
     let seen: LeaseHolder | undefined;
     let renewals = 0;
     for (;;) {
-      if (this.#closed) throw fleetClosed();
+      if (this.#closed || this.#released) throw fleetClosed();
       const startedAt = this.#options.time.now();
       const result = await this.#leaseQuery<{ epoch: string }>(
         `INSERT INTO ${s}.supervisors (instance_id, epoch, expires_at, started_at)
          VALUES ($1, nextval('${s}.supervisor_epochs'), now() + make_interval(secs => $2::float8 / 1000), now())
          ON CONFLICT (instance_id) DO UPDATE SET epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at,
            started_at = EXCLUDED.started_at
-         WHERE ${s}.supervisors.expires_at <= now() OR ${s}.supervisors.epoch = $3
+         WHERE ${s}.supervisors.expires_at <= now()
          RETURNING epoch`,
-        [this.instanceId, this.leaseMs, ownEpoch],
+        [this.instanceId, this.leaseMs],
       );
       const registered = result.rows[0];
       if (registered) {
         this.#epoch = Number(registered.epoch);
         this.#trustedUntil = startedAt + this.#trustMs();
         this.#released = false;
+        this.#displaced = false;
         this.#options.logger?.info(
           { instanceId: this.instanceId, epoch: this.#epoch },
           'fleet lease registered',
@@ -245,7 +249,7 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
   }
 
   #scheduleRenew(): void {
-    if (this.#closed || this.#released || this.#displaced) return;
+    if (this.#closed || this.#released) return;
     this.#renewTimer = this.#options.time.setTimeout(() => {
       this.#renewTimer = undefined;
       void this.#renew().finally(() => this.#scheduleRenew());
@@ -282,12 +286,15 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
     } catch (error) {
       if (this.#closed) return;
       if (error instanceof CallsyncError && error.code === 'INSTANCE_ID_IN_USE') {
-        // Another process runs under this id: this one owns nothing from now on and says so once.
+        // Another process runs under this id: this one owns nothing, says so once, and registers
+        // again only once that process's lease lapses (each try waits for it).
+        if (!this.#displaced) {
+          this.#options.logger?.error(
+            { err: error, instanceId: this.instanceId },
+            'fleet lease given up: another running process holds this instance id; this one drives no calls until it stops',
+          );
+        }
         this.#displaced = true;
-        this.#options.logger?.error(
-          { err: error, instanceId: this.instanceId },
-          'fleet lease given up: another running process holds this instance id; this one drives no calls (stop it)',
-        );
         return;
       }
       this.#options.logger?.warn({ err: error, instanceId: this.instanceId }, 'fleet lease renewal failed');
@@ -303,7 +310,6 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
 
   #lose(): void {
     // A new epoch is registered next: the calls of this one are orphans for every sweeper.
-    this.#lostEpoch = this.#epoch;
     this.#epoch = 0;
     this.#trustedUntil = 0;
     this.emit('lost');
@@ -327,6 +333,10 @@ export class PostgresFleet extends EventEmitter<FleetEventMap> implements CallFl
       if (this.#listenClient === client) this.#listenFailed(new Error('listener connection ended'));
     });
     await client.query(`LISTEN ${this.#channel}`);
+    if (this.#closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
     this.#listenClient = client;
     this.#listenFailures = 0;
   }

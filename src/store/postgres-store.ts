@@ -215,6 +215,7 @@ export class PostgresCallStore implements CallStore {
   #pool: pg.Pool | undefined;
   #fleet: PostgresFleet | undefined;
   #startingFleet: PostgresFleet | undefined;
+  #closeRequested = false;
 
   constructor(options: PostgresCallStoreOptions) {
     const url = new URL(options.connectionString);
@@ -233,6 +234,7 @@ export class PostgresCallStore implements CallStore {
 
   async open(): Promise<void> {
     if (this.#pool) return;
+    this.#closeRequested = false;
     const timeoutMs = this.#timeoutMs;
     const pool = new pg.Pool({
       connectionString: this.#connectionString,
@@ -255,6 +257,10 @@ export class PostgresCallStore implements CallStore {
     } catch (error) {
       await pool.end().catch(() => undefined);
       throw storeError(error, 'open the store');
+    }
+    if (this.#closeRequested) {
+      await pool.end().catch(() => undefined);
+      throw new StoreUnavailableError('the call store was closed while it opened');
     }
     if (this.#fleetOptions) {
       const fleet = new PostgresFleet({
@@ -726,6 +732,8 @@ export class PostgresCallStore implements CallStore {
   }
 
   async close(): Promise<void> {
+    // An open in progress stops at its next step (a fleet start at once) and ends what it made.
+    this.#closeRequested = true;
     await this.#startingFleet?.close();
     const pool = this.#pool;
     const fleet = this.#fleet;

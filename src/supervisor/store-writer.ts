@@ -152,6 +152,11 @@ export class StoreWriter {
     });
   }
 
+  /** The call left this instance: what was kept about its refused snapshot goes too. */
+  forget(callId: string): void {
+    this.#refusedSnapshots.delete(callId);
+  }
+
   /** The call's journal entries that are queued or being committed, oldest first. */
   pendingJournal(callId: string): JournalEntry[] {
     const entries: JournalEntry[] = [];

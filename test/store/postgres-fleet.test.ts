@@ -385,6 +385,23 @@ describe('a fleet on one PostgreSQL', () => {
     await expect(waiting).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
   });
 
+  it('a store closed while it opens rejects the open and registers no lease', async () => {
+    const url = schemas.storeUrl();
+    const store = new PostgresCallStore({
+      connectionString: url,
+      fleet: { instanceId: 'instance-closed', leaseMs: LONG_LEASE_MS, time: new SimulatedClock() },
+    });
+    const opening = store.open();
+    opening.catch(() => undefined);
+    await store.close();
+    await expect(opening).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect(store.fleet).toBeUndefined();
+    const leases = await admin.query(
+      `SELECT 1 FROM ${schemaOf(url)}.supervisors WHERE instance_id = 'instance-closed'`,
+    );
+    expect(leases.rowCount).toBe(0);
+  });
+
   it('a released lease frees its calls at once; claims skip other machine versions', async () => {
     const url = schemas.storeUrl();
     const leaving = await member(url, 'instance-leaving');

@@ -155,6 +155,7 @@ describe('StoreWriter', () => {
     try {
       writer.saveSnapshot('call-1', update('postingData'));
       stored = writer.snapshotStored('call-1').then(() => (resolved = true));
+      stored.catch(() => undefined);
       await settled(() => !writer.available);
       expect(resolved).toBe(false);
     } finally {
