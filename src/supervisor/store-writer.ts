@@ -143,7 +143,8 @@ export class StoreWriter {
   snapshotStored(callId: string): Promise<void> {
     if (this.#closed) return Promise.reject(new StoreUnavailableError('the call store is closed'));
     if (!this.pendingSnapshot(callId)) {
-      return this.#refusedSnapshots.has(callId) ? Promise.reject(snapshotRefused(callId)) : Promise.resolve();
+      const refused = this.#refusalOf(callId);
+      return refused ? Promise.reject(refused) : Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
       const waiters = this.#storedWaiters.get(callId) ?? [];
@@ -247,7 +248,9 @@ export class StoreWriter {
         if (!this.available) await this.#deps.store.check();
       } else {
         const seqs = await this.#deps.store.commit(batch);
-        for (const callId of snapshots.keys()) this.#refusedSnapshots.delete(callId);
+        // Almost always empty: a refusal is a bug's trace, not traffic.
+        if (this.#refusedSnapshots.size > 0)
+          for (const callId of snapshots.keys()) this.#refusedSnapshots.delete(callId);
         this.#applied(events, seqs);
         if (handled.length > 0) this.#deps.onHandled?.(handled);
       }
@@ -267,12 +270,17 @@ export class StoreWriter {
     }
   }
 
+  /** Why `snapshotStored` fails for a call with nothing pending: the store refused its last snapshot. */
+  #refusalOf(callId: string): CallsyncError | undefined {
+    return this.#refusedSnapshots.has(callId) ? snapshotRefused(callId) : undefined;
+  }
+
   /** Resolves the `snapshotStored` waiters of calls with no snapshot queued or in flight now. */
   #wakeStored(): void {
     for (const [callId, waiters] of this.#storedWaiters) {
       if (this.pendingSnapshot(callId)) continue;
       this.#storedWaiters.delete(callId);
-      const refused = this.#refusedSnapshots.has(callId) ? snapshotRefused(callId) : undefined;
+      const refused = this.#refusalOf(callId);
       for (const waiter of waiters) {
         if (refused) waiter.reject(refused);
         else waiter.resolve();
